@@ -1,0 +1,83 @@
+//! The conversation side of a call, behind one trait.
+//!
+//! An [`Agent`] sees the caller's audio and DTMF and answers by queueing audio
+//! on the call's [`Playout`]; the call paces it out. Like the call, an agent is
+//! a pure state machine: it is given `now`, it never reads a clock or does I/O,
+//! and it tells the call what it wants through [`Agent::poll_action`] and
+//! when it next needs attention through [`Agent::poll_timeout`].
+
+mod echo;
+
+use std::fmt;
+
+pub use echo::Echo;
+
+use crate::frame::{Frame, Time};
+use crate::playout::Playout;
+
+/// What an agent asks of its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentAction {
+    /// Finish playing what is queued, then send AudioSocket hangup (0x00) so
+    /// the dialplan continues (the hand-off path).
+    Hangup,
+}
+
+/// A DTMF digit: `0-9`, `*`, `#`, `A-D`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digit(char);
+
+impl Digit {
+    /// Parses the ASCII byte AudioSocket carries; `None` for anything else.
+    pub fn from_ascii(byte: u8) -> Option<Digit> {
+        match byte {
+            b'0'..=b'9' | b'*' | b'#' | b'A'..=b'D' => Some(Digit(char::from(byte))),
+            b'a'..=b'd' => Some(Digit(char::from(byte.to_ascii_uppercase()))),
+            _ => None,
+        }
+    }
+
+    /// The digit as a character.
+    pub fn as_char(self) -> char {
+        self.0
+    }
+}
+
+impl fmt::Display for Digit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The conversation logic of one call.
+///
+/// The call hands every input to the agent as it arrives; the agent queues
+/// replies on `playout`. After each input and at each deadline the call
+/// drains [`poll_action`](Agent::poll_action).
+pub trait Agent: Send + fmt::Debug {
+    /// The caller's audio. The first frame also fixes the call's rate.
+    fn handle_audio(&mut self, now: Time, frame: Frame<'_>, playout: &mut Playout);
+
+    /// A DTMF digit from the caller.
+    fn handle_dtmf(&mut self, now: Time, digit: Digit, playout: &mut Playout) {
+        let _ = (now, digit, playout);
+    }
+
+    /// Called at or after the time [`poll_timeout`](Agent::poll_timeout) returned.
+    fn handle_timeout(&mut self, now: Time, playout: &mut Playout) {
+        let _ = (now, playout);
+    }
+
+    /// When the agent next wants [`handle_timeout`](Agent::handle_timeout).
+    #[must_use]
+    fn poll_timeout(&self) -> Option<Time> {
+        None
+    }
+
+    /// The next thing the agent asks of the call.
+    #[must_use]
+    fn poll_action(&mut self) -> Option<AgentAction> {
+        None
+    }
+}

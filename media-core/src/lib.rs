@@ -1,0 +1,33 @@
+//! hark's pure media core.
+//!
+//! Everything here takes the time and the bytes or frames as inputs and
+//! returns what to do; nothing reads a clock, sleeps, spawns, locks or touches
+//! a socket (the crate does not depend on tokio, so the compiler enforces it).
+//! That makes every behaviour testable on a simulated clock: a 30-second call
+//! runs in milliseconds.
+//!
+//! # Layout
+//! - [`audiosocket`]: the AudioSocket wire codec (incremental decoder, encoder
+//!   into a caller-owned buffer).
+//! - [`g711`]: mu-law and A-law, table based.
+//! - `frame`: [`SampleRate`], [`Frame`], [`Time`].
+//! - `resample`: [`Resampler`], a small streaming type over rubato.
+//! - `playout`: [`Playout`], outbound pacing at one frame per 20 ms tick.
+//! - `call`: [`Call`], the per-call state machine (`handle_*` / `poll_*`).
+//! - `agent`: the [`Agent`] trait and the [`Echo`] agent.
+#![forbid(unsafe_code)]
+
+pub mod audiosocket;
+pub mod g711;
+
+mod agent;
+mod call;
+mod frame;
+mod playout;
+mod resample;
+
+pub use agent::{Agent, AgentAction, Digit, Echo};
+pub use call::{Call, CallConfig, CallId, CallStats, EndReason, Event, MAX_TRANSMIT};
+pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
+pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};
+pub use resample::{ResampleError, Resampler};
