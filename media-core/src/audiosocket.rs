@@ -276,7 +276,7 @@ fn check_length(kind: Kind, len: usize) -> Result<(), DecodeError> {
         Kind::Uuid => 16,
         Kind::Dtmf | Kind::Error => 1,
         Kind::Audio(_) => {
-            return if len % 2 == 0 {
+            return if len.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(DecodeError::OddAudioLength(len))

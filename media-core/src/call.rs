@@ -326,14 +326,13 @@ impl Call {
         match self.state {
             State::AwaitingUuid if now >= self.started + self.config.uuid_timeout => {
                 self.finish(EndReason::UuidTimeout);
-                return;
             }
             State::Active | State::Draining => {
-                if let Some(max) = self.config.max_duration {
-                    if now >= self.started + max {
-                        self.close(now, EndReason::MaxDuration);
-                        return;
-                    }
+                if let Some(max) = self.config.max_duration
+                    && now >= self.started + max
+                {
+                    self.close(now, EndReason::MaxDuration);
+                    return;
                 }
                 if self.state == State::Active
                     && self.agent.poll_timeout().is_some_and(|t| now >= t)

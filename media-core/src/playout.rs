@@ -231,13 +231,14 @@ impl Playout {
 
     /// Ends the grid once the queue has been empty through a whole slot.
     fn lapse_if_stale(&mut self, now: Time) {
-        if let Some(grid) = self.grid {
-            if self.queue.is_empty() && now >= grid.slot(grid.sent) + FRAME_DURATION {
-                if grid.sent > 0 {
-                    self.stats.underruns += 1;
-                }
-                self.end_grid();
+        if let Some(grid) = self.grid
+            && self.queue.is_empty()
+            && now >= grid.slot(grid.sent) + FRAME_DURATION
+        {
+            if grid.sent > 0 {
+                self.stats.underruns += 1;
             }
+            self.end_grid();
         }
     }
 }
@@ -349,11 +350,11 @@ mod tests {
             while p.poll_frame(now, &mut out).is_some() {
                 times.push(now);
             }
-            if let Some(d) = p.poll_timeout() {
-                if d < t(20 * (k + 1)) {
-                    while p.poll_frame(d, &mut out).is_some() {
-                        times.push(d);
-                    }
+            if let Some(d) = p.poll_timeout()
+                && d < t(20 * (k + 1))
+            {
+                while p.poll_frame(d, &mut out).is_some() {
+                    times.push(d);
                 }
             }
         }
