@@ -45,7 +45,7 @@ pub enum Kind {
     Dtmf,
     /// 0x10..=0x18: signed 16-bit little-endian mono audio at a given rate.
     Audio(SampleRate),
-    /// 0xff: an error, with a one-byte code.
+    /// 0xff: an error, with an optional application-specific code.
     Error,
 }
 
@@ -101,8 +101,10 @@ pub enum Message<'a> {
         /// Raw little-endian sample bytes.
         pcm: &'a [u8],
     },
-    /// An error report with its code.
-    Error(u8),
+    /// An error report; the payload is an optional application-specific
+    /// code (Asterisk sends one byte: 0x01 hangup, 0x02 frame forwarding,
+    /// 0x04 memory).
+    Error(&'a [u8]),
 }
 
 impl Message<'_> {
@@ -123,7 +125,8 @@ impl Message<'_> {
             + match self {
                 Message::Hangup => 0,
                 Message::Uuid(_) => 16,
-                Message::Dtmf(_) | Message::Error(_) => 1,
+                Message::Dtmf(_) => 1,
+                Message::Error(code) => code.len(),
                 Message::Audio { pcm, .. } => pcm.len(),
             }
     }
@@ -155,7 +158,7 @@ pub enum DecodeError {
     /// Signed-linear audio with an odd number of bytes (half a sample).
     #[error("audio payload of {0} bytes is not a whole number of 16-bit samples")]
     OddAudioLength(usize),
-    /// A fixed-size message (UUID, DTMF, error) had the wrong length.
+    /// A fixed-size message (hangup, UUID, DTMF) had the wrong length.
     #[error("{kind:?} payload must be {expected} bytes, got {len}")]
     BadLength {
         /// Kind of the message.
@@ -255,7 +258,7 @@ impl Decoder {
                 Message::Uuid(Uuid::from_bytes(bytes))
             }
             Kind::Dtmf => Message::Dtmf(payload[0]),
-            Kind::Error => Message::Error(payload[0]),
+            Kind::Error => Message::Error(payload),
             Kind::Audio(rate) => Message::Audio { rate, pcm: payload },
         };
         Ok((message, total))
@@ -274,7 +277,9 @@ fn check_length(kind: Kind, len: usize) -> Result<(), DecodeError> {
     let expected = match kind {
         Kind::Hangup => 0,
         Kind::Uuid => 16,
-        Kind::Dtmf | Kind::Error => 1,
+        Kind::Dtmf => 1,
+        // Any length: the code is optional and application specific.
+        Kind::Error => return Ok(()),
         Kind::Audio(_) => {
             return if len.is_multiple_of(2) {
                 Ok(())
@@ -320,7 +325,8 @@ pub fn encode(message: &Message<'_>, out: &mut [u8]) -> Result<usize, EncodeErro
     match message {
         Message::Hangup => {}
         Message::Uuid(uuid) => payload.copy_from_slice(uuid.as_bytes()),
-        Message::Dtmf(b) | Message::Error(b) => payload[0] = *b,
+        Message::Dtmf(b) => payload[0] = *b,
+        Message::Error(code) => payload.copy_from_slice(code),
         Message::Audio { pcm, .. } => payload.copy_from_slice(pcm),
     }
     Ok(total)
@@ -426,7 +432,8 @@ mod tests {
             (wire, Message::Uuid(Uuid::from_bytes(uuid_bytes))),
             (vec![0x03, 0x00, 0x01, b'5'], Message::Dtmf(b'5')),
             (vec![0x03, 0x00, 0x01, b'#'], Message::Dtmf(b'#')),
-            (vec![0xff, 0x00, 0x01, 0x02], Message::Error(0x02)),
+            (vec![0xff, 0x00, 0x01, 0x02], Message::Error(&[0x02])),
+            (vec![0xff, 0x00, 0x00], Message::Error(&[])),
         ];
         for (bytes, want) in &cases {
             let (got, used) = dec().decode(bytes).unwrap();

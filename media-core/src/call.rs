@@ -80,8 +80,8 @@ pub enum EndReason {
         /// Bytes of an unfinished message were left in the buffer.
         mid_message: bool,
     },
-    /// The peer sent an error (0xff) with this code.
-    PeerError(u8),
+    /// The peer sent an error (0xff) with this code (if it gave one).
+    PeerError(Option<u8>),
     /// The byte stream was corrupt.
     Protocol(DecodeError),
     /// Audio or DTMF arrived before the UUID.
@@ -120,7 +120,8 @@ impl fmt::Display for EndReason {
             EndReason::PeerClosed { mid_message: true } => {
                 f.write_str("peer closed in the middle of a message")
             }
-            EndReason::PeerError(code) => write!(f, "peer sent error 0x{code:02x}"),
+            EndReason::PeerError(Some(code)) => write!(f, "peer sent error 0x{code:02x}"),
+            EndReason::PeerError(None) => f.write_str("peer sent an error"),
             EndReason::Protocol(e) => write!(f, "protocol error: {e}"),
             EndReason::MissingUuid => f.write_str("media before UUID"),
             EndReason::UuidTimeout => f.write_str("no UUID in time"),
@@ -248,7 +249,9 @@ impl Call {
         match (self.state, message) {
             (State::SendHangup | State::Closed, _) => {}
             (_, Message::Hangup) => self.finish(EndReason::PeerHangup),
-            (_, Message::Error(code)) => self.finish(EndReason::PeerError(code)),
+            (_, Message::Error(code)) => {
+                self.finish(EndReason::PeerError(code.first().copied()));
+            }
             (State::AwaitingUuid, Message::Uuid(uuid)) => {
                 self.id = Some(CallId(uuid));
                 self.state = State::Active;
