@@ -1,1 +1,32 @@
+//! hark, the engine: the daemon that runs beside Asterisk.
+//!
+//! The pure media logic lives in `media-core`; this crate adds everything
+//! with I/O: the configuration file, the AudioSocket server with one driver
+//! task per call, the `dial` client, WAV files, and systemd integration.
+//!
+//! # Layout
+//! - [`config`]: `hark.toml` -> validated [`Config`].
+//! - `server`: listeners, the call cap, graceful shutdown ([`Server`]).
+//! - `driver`: the per-call task that owns the socket and the `Call`.
+//! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
+//! - [`wav`]: WAV in and out.
+//! - [`stats`]: hdrhistogram percentiles.
+//! - [`systemd`]: `sd_notify` readiness.
+//!
+//! # Concurrency
+//! One accept task per listener, one driver task per call; they share only
+//! a semaphore (the call cap) and a `watch` channel (the shutdown phase). No
+//! lock is taken per frame.
+#![deny(unsafe_code)]
 
+pub mod config;
+pub mod dial;
+pub mod stats;
+pub mod systemd;
+pub mod wav;
+
+mod driver;
+mod server;
+
+pub use config::{Config, ConfigError};
+pub use server::{ERROR_AT_CAPACITY, ServeError, ServeReport, Server};

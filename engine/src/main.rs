@@ -1,1 +1,316 @@
-fn main() {}
+//! The `hark` command: `serve`, `dial`, `check-config`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hark::config::AgentSpec;
+use hark::dial::{DialEnd, DialOptions};
+use hark::{Config, Server};
+use media_core::{Digit, Resampler, SampleRate};
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "hark",
+    version,
+    about = "A low-latency voice AI media engine for Asterisk"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the AudioSocket daemon.
+    Serve {
+        /// The configuration file.
+        #[arg(short, long, default_value = "hark.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print what it sets up.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Call hark (or any AudioSocket server) like Asterisk would.
+    Dial {
+        /// The server's address, e.g. 127.0.0.1:9092.
+        address: SocketAddr,
+        /// A WAV file to send (any rate; resampled). Without it, a 440 Hz tone.
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Where to record what the server sends back.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The slin rate to send: 8000 (kind 0x10), 16000 (0x12), ...
+        #[arg(long, default_value_t = 8000)]
+        rate: u32,
+        /// Frame length in ms (Asterisk: 20; some SIP callers: 30).
+        #[arg(long, default_value_t = 20)]
+        frame_ms: u64,
+        /// Keep listening this long after the last frame.
+        #[arg(long, default_value_t = 1000)]
+        tail_ms: u64,
+        /// Length of the test tone when no --input is given.
+        #[arg(long, default_value_t = 3.0)]
+        tone_secs: f64,
+        /// The call's UUID (default: random).
+        #[arg(long)]
+        uuid: Option<Uuid>,
+        /// DTMF digits to send after the audio, e.g. "12#".
+        #[arg(long, default_value = "")]
+        dtmf: String,
+        /// Send AudioSocket hangup at the end instead of just closing.
+        #[arg(long)]
+        hangup: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Dial {
+            address,
+            input,
+            output,
+            rate,
+            frame_ms,
+            tail_ms,
+            tone_secs,
+            uuid,
+            dtmf,
+            hangup,
+        } => dial(DialArgs {
+            address,
+            input,
+            output,
+            rate,
+            frame_ms,
+            tail_ms,
+            tone_secs,
+            uuid,
+            dtmf,
+            hangup,
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hark: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path).with_context(|| {
+        format!(
+            "configuration {} (check it with `hark check-config {}`)",
+            path.display(),
+            path.display()
+        )
+    })?;
+    for l in &config.listeners {
+        if !l.address.ip().is_loopback() {
+            warn!(listener = %l.name, address = %l.address, "listening beyond loopback: make sure a firewall limits who can reach this port");
+        }
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let server = Server::bind(config).await?;
+        match hark::systemd::notify("READY=1") {
+            Ok(_) => {}
+            Err(e) => warn!("cannot notify systemd: {e}"),
+        }
+        let report = server.run(shutdown_signal()).await;
+        let _ = hark::systemd::notify("STOPPING=1");
+        info!(
+            accepted = report.accepted,
+            refused = report.refused,
+            "hark stopped"
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM: shutting down"),
+                _ = int.recv() => info!("SIGINT: shutting down"),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            error!("cannot install signal handlers ({e}); stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    println!("{}: ok", path.display());
+    println!(
+        "  max_calls {}, drain timeout {} ms, max payload {} bytes, send-ahead {} frame(s)",
+        config.max_calls,
+        config.drain_timeout.as_millis(),
+        config.max_payload,
+        config.call.send_ahead
+    );
+    for l in &config.listeners {
+        let agent = match &l.agent {
+            AgentSpec::Echo { name, delay } => {
+                format!("{name} (echo, delay {} ms)", delay.as_millis())
+            }
+            other => other.name().to_string(),
+        };
+        println!("  listener {} on {} -> agent {agent}", l.name, l.address);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct DialArgs {
+    address: SocketAddr,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    rate: u32,
+    frame_ms: u64,
+    tail_ms: u64,
+    tone_secs: f64,
+    uuid: Option<Uuid>,
+    dtmf: String,
+    hangup: bool,
+}
+
+fn dial(args: DialArgs) -> anyhow::Result<ExitCode> {
+    let rate = SampleRate::new(args.rate)
+        .filter(|r| media_core::audiosocket::slin_kind(*r).is_some())
+        .with_context(|| format!("--rate {} has no AudioSocket slin kind: use 8000, 12000, 16000, 24000, 32000, 44100, 48000, 96000 or 192000", args.rate))?;
+    let audio = match &args.input {
+        Some(path) => {
+            let wav = hark::wav::read(path)?;
+            Resampler::convert_all(wav.rate, rate, &wav.samples)?
+        }
+        None => {
+            if !(0.0..=3600.0).contains(&args.tone_secs) {
+                bail!("--tone-secs must be between 0 and 3600");
+            }
+            tone(rate, 440.0, args.tone_secs)
+        }
+    };
+    let dtmf = args
+        .dtmf
+        .bytes()
+        .map(|b| {
+            Digit::from_ascii(b).with_context(|| {
+                format!(
+                    "--dtmf: {:?} is not a DTMF digit (0-9 * # A-D)",
+                    char::from(b)
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut opts = DialOptions::new(args.address, rate, audio);
+    opts.uuid = args.uuid.unwrap_or_else(Uuid::new_v4);
+    opts.frame = Duration::from_millis(args.frame_ms);
+    opts.tail = Duration::from_millis(args.tail_ms);
+    opts.dtmf = dtmf;
+    opts.hangup = args.hangup;
+
+    let report = runtime()?.block_on(hark::dial::dial(&opts))?;
+    let secs = |n: usize| n as f64 / f64::from(rate.hz());
+    println!("call {}", opts.uuid);
+    println!(
+        "  sent     {} frames, {:.2} s at {} Hz",
+        report.sent_frames,
+        secs(opts.audio.len()),
+        rate.hz()
+    );
+    println!(
+        "  received {} frames, {:.2} s{}",
+        report.arrivals.len(),
+        secs(report.received.len()),
+        report
+            .received_rate
+            .map(|r| format!(" at {} Hz", r.hz()))
+            .unwrap_or_default()
+    );
+    println!(
+        "  connect  {:.3} ms; first audio back after {}",
+        report.connect_time.as_secs_f64() * 1e3,
+        report
+            .first_audio()
+            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!("  receive interval {}", report.intervals());
+    let (end, code) = match report.end {
+        DialEnd::Finished => ("we finished and closed".to_string(), ExitCode::SUCCESS),
+        DialEnd::ServerHangup => (
+            "server hung up (0x00): the dialplan would continue".to_string(),
+            ExitCode::SUCCESS,
+        ),
+        DialEnd::ServerClosed => (
+            "server closed the connection".to_string(),
+            ExitCode::SUCCESS,
+        ),
+        DialEnd::ServerError(Some(hark::ERROR_AT_CAPACITY)) => (
+            "server refused the call: at capacity (error 0x10)".to_string(),
+            ExitCode::from(2),
+        ),
+        DialEnd::ServerError(c) => (format!("server sent error {c:?}"), ExitCode::from(2)),
+        DialEnd::Protocol => (
+            "server sent bytes that are not AudioSocket".to_string(),
+            ExitCode::from(2),
+        ),
+    };
+    println!("  ended: {end}");
+    if let Some(path) = &args.output {
+        let out_rate = report.received_rate.unwrap_or(rate);
+        hark::wav::write(path, out_rate, &report.received)?;
+        println!("  wrote {}", path.display());
+    }
+    Ok(code)
+}
+
+fn tone(rate: SampleRate, hz: f64, secs: f64) -> Vec<i16> {
+    let n = (f64::from(rate.hz()) * secs) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate.hz());
+            (8_000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+        })
+        .collect()
+}

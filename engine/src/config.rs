@@ -1,0 +1,534 @@
+//! `hark.toml`: parsed into raw serde types, then validated into [`Config`].
+//!
+//! Parse, don't validate: the rest of the engine only sees [`Config`], with
+//! `SocketAddr`s, `Duration`s and agent references that are known to exist.
+//! Every error names the key it is about and why it is wrong. Defaults and the
+//! reasons for them are documented on the raw fields and in the README's
+//! configuration reference.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use media_core::{CallConfig, Echo, MAX_SEND_AHEAD, SampleRate, audiosocket};
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong type.
+    /// toml's message names the key, the line and the column.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is well-formed but not acceptable.
+    #[error("invalid `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the key, e.g. `listener[0].address`.
+        key: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The validated configuration of the daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Most calls in progress at once; the next one is refused.
+    pub max_calls: usize,
+    /// How long shutdown waits for calls to finish before hanging them up.
+    pub drain_timeout: Duration,
+    /// Largest AudioSocket payload accepted.
+    pub max_payload: usize,
+    /// Settings every call gets.
+    pub call: CallConfig,
+    /// The AudioSocket listeners.
+    pub listeners: Vec<Listener>,
+}
+
+/// One AudioSocket listener and the agent its calls talk to.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Name used in logs.
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// The agent for calls on this listener.
+    pub agent: AgentSpec,
+}
+
+/// An agent definition; builds a fresh agent per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentSpec {
+    /// The echo line test.
+    Echo {
+        /// Name in `[agent.NAME]`.
+        name: String,
+        /// How long before the caller hears themselves.
+        delay: Duration,
+    },
+}
+
+impl AgentSpec {
+    /// The agent's name from the config.
+    pub fn name(&self) -> &str {
+        match self {
+            AgentSpec::Echo { name, .. } => name,
+        }
+    }
+
+    /// A new agent for one call.
+    pub fn build(&self) -> Box<dyn media_core::Agent> {
+        match self {
+            AgentSpec::Echo { delay, .. } => Box::new(Echo::new(*delay)),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        raw.validate()
+    }
+
+    /// A one-listener echo configuration (for `hark serve` without a file and for tests).
+    pub fn echo(address: SocketAddr, delay: Duration) -> Config {
+        let raw = RawConfig {
+            listener: vec![RawListener {
+                name: "main".into(),
+                address: address.to_string(),
+                agent: "echo".into(),
+            }],
+            agent: BTreeMap::from([(
+                "echo".to_string(),
+                RawAgent::Echo {
+                    delay_ms: Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                },
+            )]),
+            ..RawConfig::default()
+        };
+        raw.validate()
+            .expect("the built-in echo configuration is valid")
+    }
+}
+
+/// `hark.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    listener: Vec<RawListener>,
+    #[serde(default)]
+    agent: BTreeMap<String, RawAgent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    /// Default 200: the design target for a 2-core node.
+    #[serde(default = "default_max_calls")]
+    max_calls: u64,
+    /// Default 10 s: long enough for a goodbye, short enough for a restart.
+    #[serde(default = "default_drain_timeout_ms")]
+    drain_timeout_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            max_calls: default_max_calls(),
+            drain_timeout_ms: default_drain_timeout_ms(),
+        }
+    }
+}
+
+fn default_max_calls() -> u64 {
+    200
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// Default 16,384 bytes (see `audiosocket::DEFAULT_MAX_PAYLOAD`).
+    max_payload_bytes: Option<u64>,
+    /// Default 5,000 ms.
+    uuid_timeout_ms: Option<u64>,
+    /// Default: no limit.
+    max_call_secs: Option<u64>,
+    /// Default 5,000 ms.
+    playout_capacity_ms: Option<u64>,
+    /// Default 1.
+    send_ahead_frames: Option<u64>,
+    /// Default 8000: what `AudioSocket()` and `c(slin)` send.
+    default_rate_hz: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    name: String,
+    address: String,
+    agent: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum RawAgent {
+    Echo {
+        /// Default 500 ms: long enough to hear yourself as an echo, short
+        /// enough to talk over.
+        delay_ms: Option<u64>,
+    },
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let max_calls = self.server.max_calls;
+        if !(1..=100_000).contains(&max_calls) {
+            return Err(invalid(
+                "server.max_calls",
+                format!("{max_calls} is out of range: use 1 to 100000"),
+            ));
+        }
+        let drain = self.server.drain_timeout_ms;
+        if drain > 3_600_000 {
+            return Err(invalid(
+                "server.drain_timeout_ms",
+                format!("{drain} ms is more than an hour"),
+            ));
+        }
+        let call = self.limits_call_config()?;
+        let max_payload = match self.limits.max_payload_bytes {
+            None => audiosocket::DEFAULT_MAX_PAYLOAD,
+            // Must hold one 20 ms frame at 8 kHz; the wire field caps it at 65,535.
+            Some(n @ 320..=65_535) => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "limits.max_payload_bytes",
+                    format!("{n} is out of range: use 320 (20 ms at 8 kHz) to 65535"),
+                ));
+            }
+        };
+
+        let mut agents = BTreeMap::new();
+        for (name, raw) in &self.agent {
+            let key = format!("agent.{name}");
+            let spec = match raw {
+                RawAgent::Echo { delay_ms } => {
+                    let delay = Duration::from_millis(delay_ms.unwrap_or(500));
+                    if delay + Duration::from_millis(500) > call.playout_capacity {
+                        return Err(invalid(
+                            format!("{key}.delay_ms"),
+                            format!(
+                                "{} ms does not fit the playout queue ({} ms, limits.playout_capacity_ms) with 500 ms to spare",
+                                delay.as_millis(),
+                                call.playout_capacity.as_millis()
+                            ),
+                        ));
+                    }
+                    AgentSpec::Echo {
+                        name: name.clone(),
+                        delay,
+                    }
+                }
+            };
+            agents.insert(name.clone(), spec);
+        }
+
+        if self.listener.is_empty() {
+            return Err(invalid(
+                "listener",
+                "no [[listener]] is configured: add one with name, address and agent",
+            ));
+        }
+        let mut listeners: Vec<Listener> = Vec::with_capacity(self.listener.len());
+        for (i, l) in self.listener.iter().enumerate() {
+            let key = format!("listener[{i}]");
+            if l.name.trim().is_empty() {
+                return Err(invalid(format!("{key}.name"), "must not be empty"));
+            }
+            let address: SocketAddr = l.address.parse().map_err(|_| {
+                invalid(
+                    format!("{key}.address"),
+                    format!(
+                        "{:?} is not an IP address and port such as \"127.0.0.1:9092\"",
+                        l.address
+                    ),
+                )
+            })?;
+            let Some(agent) = agents.get(&l.agent) else {
+                let known: Vec<&str> = agents.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("{key}.agent"),
+                    format!(
+                        "no agent named {:?} (defined: {})",
+                        l.agent,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            if let Some(other) = listeners.iter().find(|o| o.name == l.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("{:?} is already used by another listener", other.name),
+                ));
+            }
+            if address.port() != 0 && listeners.iter().any(|o| o.address == address) {
+                return Err(invalid(
+                    format!("{key}.address"),
+                    format!("{address} is already used by another listener"),
+                ));
+            }
+            listeners.push(Listener {
+                name: l.name.clone(),
+                address,
+                agent: agent.clone(),
+            });
+        }
+
+        Ok(Config {
+            max_calls: max_calls as usize,
+            drain_timeout: Duration::from_millis(drain),
+            max_payload,
+            call,
+            listeners,
+        })
+    }
+
+    fn limits_call_config(&self) -> Result<CallConfig, ConfigError> {
+        let l = &self.limits;
+        let mut call = CallConfig::default();
+        if let Some(ms) = l.uuid_timeout_ms {
+            if !(100..=60_000).contains(&ms) {
+                return Err(invalid(
+                    "limits.uuid_timeout_ms",
+                    format!("{ms} is out of range: use 100 to 60000"),
+                ));
+            }
+            call.uuid_timeout = Duration::from_millis(ms);
+        }
+        if let Some(secs) = l.max_call_secs {
+            if secs == 0 {
+                return Err(invalid(
+                    "limits.max_call_secs",
+                    "0 would end every call at once: leave the key out for no limit",
+                ));
+            }
+            call.max_duration = Some(Duration::from_secs(secs));
+        }
+        if let Some(ms) = l.playout_capacity_ms {
+            if !(1_000..=60_000).contains(&ms) {
+                return Err(invalid(
+                    "limits.playout_capacity_ms",
+                    format!("{ms} is out of range: use 1000 to 60000"),
+                ));
+            }
+            call.playout_capacity = Duration::from_millis(ms);
+        }
+        if let Some(n) = l.send_ahead_frames {
+            if n > u64::from(MAX_SEND_AHEAD) {
+                return Err(invalid(
+                    "limits.send_ahead_frames",
+                    format!(
+                        "{n} is more than {MAX_SEND_AHEAD}: audio sent ahead cannot be taken back, so barge-in would be late"
+                    ),
+                ));
+            }
+            call.send_ahead = n as u8;
+        }
+        if let Some(hz) = l.default_rate_hz {
+            let rate = u32::try_from(hz)
+                .ok()
+                .and_then(SampleRate::new)
+                .filter(|r| audiosocket::slin_kind(*r).is_some())
+                .ok_or_else(|| {
+                    invalid(
+                        "limits.default_rate_hz",
+                        format!("{hz} Hz has no AudioSocket kind: use 8000, 12000, 16000, 24000, 32000, 44100, 48000, 96000 or 192000"),
+                    )
+                })?;
+            call.default_rate = rate;
+        }
+        Ok(call)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+max_calls = 50
+drain_timeout_ms = 2000
+
+[limits]
+max_payload_bytes = 4096
+uuid_timeout_ms = 3000
+max_call_secs = 3600
+send_ahead_frames = 2
+
+[[listener]]
+name = "main"
+address = "127.0.0.1:9092"
+agent = "echo"
+
+[[listener]]
+name = "wide"
+address = "[::1]:9093"
+agent = "slow"
+
+[agent.echo]
+kind = "echo"
+delay_ms = 200
+
+[agent.slow]
+kind = "echo"
+delay_ms = 1000
+"#;
+
+    #[test]
+    fn a_good_file_parses_into_typed_values() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.max_calls, 50);
+        assert_eq!(c.drain_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_payload, 4096);
+        assert_eq!(c.call.uuid_timeout, Duration::from_secs(3));
+        assert_eq!(c.call.max_duration, Some(Duration::from_secs(3600)));
+        assert_eq!(c.call.send_ahead, 2);
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.listeners[1].address, "[::1]:9093".parse().unwrap());
+        assert_eq!(
+            c.listeners[1].agent,
+            AgentSpec::Echo {
+                name: "slow".into(),
+                delay: Duration::from_secs(1)
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::parse(
+            "[[listener]]\nname='a'\naddress='127.0.0.1:1'\nagent='e'\n[agent.e]\nkind='echo'\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_calls, 200);
+        assert_eq!(c.drain_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_payload, audiosocket::DEFAULT_MAX_PAYLOAD);
+        assert_eq!(c.call.send_ahead, 1);
+        assert_eq!(c.call.max_duration, None);
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_reason() {
+        let base = GOOD.to_string();
+        let cases = [
+            ("max_calls = 50", "max_calls = 0", "server.max_calls"),
+            (
+                "address = \"127.0.0.1:9092\"",
+                "address = \"localhost\"",
+                "listener[0].address",
+            ),
+            (
+                "agent = \"echo\"",
+                "agent = \"nobody\"",
+                "listener[0].agent",
+            ),
+            (
+                "send_ahead_frames = 2",
+                "send_ahead_frames = 3",
+                "limits.send_ahead_frames",
+            ),
+            (
+                "max_payload_bytes = 4096",
+                "max_payload_bytes = 100",
+                "limits.max_payload_bytes",
+            ),
+            ("delay_ms = 1000", "delay_ms = 9000", "agent.slow.delay_ms"),
+            (
+                "max_call_secs = 3600",
+                "max_call_secs = 0",
+                "limits.max_call_secs",
+            ),
+            ("name = \"wide\"", "name = \"main\"", "listener[1].name"),
+            (
+                "address = \"[::1]:9093\"",
+                "address = \"127.0.0.1:9092\"",
+                "listener[1].address",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let text = base.replacen(from, to, 1);
+            let e = err(&text);
+            assert!(e.contains(key), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_reported_by_name() {
+        let e = err(&GOOD.replace("max_calls = 50", "max_cals = 50"));
+        assert!(e.contains("max_cals"), "{e}");
+        let e = err(&GOOD.replace("max_calls = 50", "max_calls = \"many\""));
+        assert!(e.contains("max_calls"), "{e}");
+        let e = err(&GOOD.replace("kind = \"echo\"\ndelay_ms = 200", "kind = \"parrot\""));
+        assert!(e.contains("parrot"), "{e}");
+        let e = err(&GOOD.replace("delay_ms = 200", "delay_ms = 200\ncolour = 1"));
+        assert!(e.contains("colour"), "{e}");
+        assert!(err("this is not toml").contains("line 1"));
+    }
+
+    #[test]
+    fn no_listener_is_an_error() {
+        assert!(err("").contains("`listener`"));
+    }
+
+    #[test]
+    fn the_builtin_echo_config_is_valid() {
+        let c = Config::echo("127.0.0.1:0".parse().unwrap(), Duration::from_millis(100));
+        assert_eq!(c.listeners[0].agent.name(), "echo");
+    }
+}
