@@ -1,0 +1,185 @@
+//! Starts the real `hark` daemon on a free loopback port and talks to it over
+//! real TCP. Shared by the end-to-end tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use media_core::SampleRate;
+
+/// A running `hark serve`; sends SIGKILL on drop if still running.
+pub struct Daemon {
+    child: Child,
+    pub address: SocketAddr,
+    /// Every log line so far (collected by a thread).
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+pub const ECHO_DELAY_MS: u64 = 200;
+
+/// A config with one echo listener on an OS-chosen loopback port.
+pub fn echo_config(extra_server: &str) -> String {
+    format!(
+        r#"
+[server]
+{extra_server}
+
+[limits]
+send_ahead_frames = 1
+
+[[listener]]
+name = "test"
+address = "127.0.0.1:0"
+agent = "echo"
+
+[agent.echo]
+kind = "echo"
+delay_ms = {ECHO_DELAY_MS}
+"#
+    )
+}
+
+impl Daemon {
+    pub fn start(config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path: PathBuf = dir.path().join("hark.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hark"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("HARK_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hark serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let address = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("hark did not start listening; log: {log:#?}"));
+            log.push(line.clone());
+            if line.contains("listening") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))
+                    .expect("listening line names the address");
+                break addr.parse().expect("a socket address");
+            }
+        };
+        Daemon {
+            child,
+            address,
+            lines: rx,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Collects log lines that have arrived.
+    pub fn pump_log(&mut self) {
+        while let Ok(l) = self.lines.try_recv() {
+            self.log.push(l);
+        }
+    }
+
+    /// Waits up to `within` for a log line containing `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            self.pump_log();
+            if self.log.iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if let Ok(l) = self.lines.recv_timeout(left.min(Duration::from_millis(50))) {
+                self.log.push(l);
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the daemon to exit.
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                self.pump_log();
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` samples where sample `i` is `(i % 20000) + 1`: never zero, so echo
+/// silence and echoed audio cannot be confused.
+pub fn pattern(n: usize) -> Vec<i16> {
+    (0..n).map(|i| (i % 20_000) as i16 + 1).collect()
+}
+
+/// Asserts `received` is `delay` of silence followed by `sent`, sample-exact.
+pub fn assert_echo(received: &[i16], sent: &[i16], rate: SampleRate, delay: Duration) {
+    let silence = rate.samples_in(delay);
+    assert!(
+        received.len() >= silence + sent.len(),
+        "received {} samples, want {} silence + {} echoed",
+        received.len(),
+        silence,
+        sent.len()
+    );
+    assert!(
+        received[..silence].iter().all(|&s| s == 0),
+        "the first {silence} samples must be the delay's silence"
+    );
+    let echoed = &received[silence..silence + sent.len()];
+    if let Some(i) = echoed.iter().zip(sent).position(|(a, b)| a != b) {
+        panic!(
+            "echo differs at sample {i}: got {}, sent {}",
+            echoed[i], sent[i]
+        );
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
