@@ -1,0 +1,45 @@
+# Shared by scripts/test and scripts/run: install what a fresh machine lacks.
+# Everything comes from the package registries (Debian apt, crates.io).
+
+# Debian packages the build, the tests and the tools need.
+#   procps: `kill` for the shutdown tests; libc-bin: `getconf` for loadgen.
+HARK_APT_PACKAGES=(procps libc-bin)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_system_packages() {
+  local missing=()
+  for p in "${HARK_APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing Debian packages: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "need root to apt-get install ${missing[*]} (run as root, or install them first)" >&2
+      exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+ensure_rust_tools() {
+  command -v cargo >/dev/null || { echo "cargo not found: install Rust stable (rustup)" >&2; exit 1; }
+  for c in fmt clippy; do
+    cargo "$c" --version >/dev/null 2>&1 || {
+      echo "cargo $c is missing: rustup component add $([ $c = fmt ] && echo rustfmt || echo clippy)" >&2
+      exit 1
+    }
+  done
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    step "installing cargo-nextest from crates.io"
+    cargo install cargo-nextest --locked
+  fi
+}
+
+ensure_cargo_fuzz() {
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    step "installing cargo-fuzz from crates.io"
+    cargo install cargo-fuzz --locked
+  fi
+}
