@@ -40,37 +40,7 @@ enum Command {
         file: PathBuf,
     },
     /// Call hark (or any AudioSocket server) like Asterisk would.
-    Dial {
-        /// The server's address, e.g. 127.0.0.1:9092.
-        address: SocketAddr,
-        /// A WAV file to send (any rate; resampled). Without it, a 440 Hz tone.
-        #[arg(short, long)]
-        input: Option<PathBuf>,
-        /// Where to record what the server sends back.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// The slin rate to send: 8000 (kind 0x10), 16000 (0x12), ...
-        #[arg(long, default_value_t = 8000)]
-        rate: u32,
-        /// Frame length in ms (Asterisk: 20; some SIP callers: 30).
-        #[arg(long, default_value_t = 20)]
-        frame_ms: u64,
-        /// Keep listening this long after the last frame.
-        #[arg(long, default_value_t = 1000)]
-        tail_ms: u64,
-        /// Length of the test tone when no --input is given.
-        #[arg(long, default_value_t = 3.0)]
-        tone_secs: f64,
-        /// The call's UUID (default: random).
-        #[arg(long)]
-        uuid: Option<Uuid>,
-        /// DTMF digits to send after the audio, e.g. "12#".
-        #[arg(long, default_value = "")]
-        dtmf: String,
-        /// Send AudioSocket hangup at the end instead of just closing.
-        #[arg(long)]
-        hangup: bool,
-    },
+    Dial(DialArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,29 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Dial {
-            address,
-            input,
-            output,
-            rate,
-            frame_ms,
-            tail_ms,
-            tone_secs,
-            uuid,
-            dtmf,
-            hangup,
-        } => dial(DialArgs {
-            address,
-            input,
-            output,
-            rate,
-            frame_ms,
-            tail_ms,
-            tone_secs,
-            uuid,
-            dtmf,
-            hangup,
-        }),
+        Command::Dial(args) => dial(args),
     };
     match result {
         Ok(code) => code,
@@ -201,16 +149,36 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::Args)]
 struct DialArgs {
+    /// The server's address, e.g. 127.0.0.1:9092.
     address: SocketAddr,
+    /// A WAV file to send (any rate; resampled). Without it, a 440 Hz tone.
+    #[arg(short, long)]
     input: Option<PathBuf>,
+    /// Where to record what the server sends back.
+    #[arg(short, long)]
     output: Option<PathBuf>,
+    /// The slin rate to send: 8000 (kind 0x10), 16000 (0x12), ...
+    #[arg(long, default_value_t = 8000)]
     rate: u32,
+    /// Frame length in ms (Asterisk: 20; some SIP callers: 30).
+    #[arg(long, default_value_t = 20)]
     frame_ms: u64,
+    /// Keep listening this long after the last frame.
+    #[arg(long, default_value_t = 1000)]
     tail_ms: u64,
+    /// Length of the test tone when no --input is given.
+    #[arg(long, default_value_t = 3.0)]
     tone_secs: f64,
+    /// The call's UUID (default: random).
+    #[arg(long)]
     uuid: Option<Uuid>,
+    /// DTMF digits to send after the audio, e.g. "12#".
+    #[arg(long, default_value = "")]
     dtmf: String,
+    /// Send AudioSocket hangup at the end instead of just closing.
+    #[arg(long)]
     hangup: bool,
 }
 
