@@ -62,8 +62,7 @@ pub(crate) async fn drive(
                     break;
                 }
                 Err(_) => {
-                    call.close(now, EndReason::Internal("peer stopped reading".into()));
-                    call.handle_peer_closed(now, !rbuf.is_empty());
+                    call.abort(now, EndReason::Internal("peer stopped reading".into()));
                     break;
                 }
             }

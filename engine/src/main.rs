@@ -97,8 +97,12 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(_) => {}
             Err(e) => warn!("cannot notify systemd: {e}"),
         }
-        let report = server.run(shutdown_signal()).await;
-        let _ = hark::systemd::notify("STOPPING=1");
+        let report = server
+            .run(async {
+                shutdown_signal().await;
+                let _ = hark::systemd::notify("STOPPING=1");
+            })
+            .await;
         info!(
             accepted = report.accepted,
             refused = report.refused,

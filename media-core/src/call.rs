@@ -311,6 +311,12 @@ impl Call {
         }
     }
 
+    /// Ends the call at once without sending anything (the connection is
+    /// unusable, e.g. the peer stopped reading).
+    pub fn abort(&mut self, _now: Time, reason: EndReason) {
+        self.finish(reason);
+    }
+
     /// Ends the call from hark's side: send hangup (0x00) at once, then close.
     pub fn close(&mut self, _now: Time, reason: EndReason) {
         match self.state {

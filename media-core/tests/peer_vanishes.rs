@@ -146,3 +146,21 @@ fn shutdown_sends_hangup_then_closes() {
     assert_eq!(sim.sent.last().map(|(_, b)| b.clone()), Some(vec![0, 0, 0]));
     assert_eq!(sim.ended(), Some(&EndReason::Shutdown));
 }
+
+#[test]
+fn abort_ends_at_once_without_transmitting() {
+    let mut sim = echo_sim();
+    sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
+    sim.write(at_ms(0), &audio_msg(0x10, &ramp(0, 1600)));
+    let sent = sim.sent.len();
+    let now = sim.now;
+    sim.call
+        .abort(now, EndReason::Internal("peer stopped reading".into()));
+    sim.run_until(at_ms(2_000));
+    assert_eq!(sim.sent.len(), sent);
+    assert!(!sim.sent_hangup());
+    assert_eq!(
+        sim.ended(),
+        Some(&EndReason::Internal("peer stopped reading".into()))
+    );
+}
