@@ -15,6 +15,8 @@
 //! - `playout`: [`Playout`], outbound pacing at one frame per 20 ms tick.
 //! - `call`: [`Call`], the per-call state machine (`handle_*` / `poll_*`).
 //! - `agent`: the [`Agent`] trait and the [`Echo`] agent.
+//! - `vad`: the [`Vad`] trait (a speech probability per window) and [`EnergyVad`].
+//! - `endpointing`: [`Endpointer`], turn start and end from a VAD.
 #![forbid(unsafe_code)]
 
 pub mod audiosocket;
@@ -22,12 +24,16 @@ pub mod g711;
 
 mod agent;
 mod call;
+mod endpointing;
 mod frame;
 mod playout;
 mod resample;
+mod vad;
 
 pub use agent::{Agent, AgentAction, Digit, Echo};
 pub use call::{Call, CallConfig, CallId, CallStats, EndReason, Event, MAX_TRANSMIT};
+pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd};
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
 pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};
 pub use resample::{ResampleError, Resampler};
+pub use vad::{EnergyVad, EnergyVadConfig, Vad, VadError};

@@ -1,0 +1,624 @@
+//! Endpointing: when a caller's turn starts and when it has ended.
+//!
+//! The [`Endpointer`] cuts the caller's audio into VAD windows, asks its
+//! [`Vad`] for a speech probability per window, and decides:
+//!
+//! - **Speech start** once voiced windows add up to `min_speech`, so a cough,
+//!   a click or a short tone is not a turn.
+//! - **Turn end** after `hangover` without a voiced window. This is judged on
+//!   the driver's clock (through [`Endpointer::poll_timeout`]), not on
+//!   inbound frames, because a Local channel sends nothing during silence.
+//! - **Pre-roll**: the turn's audio starts `pre_roll` before the first voiced
+//!   window, so the first syllable is not cut.
+//! - **Maximum turn**: a turn is cut at `max_turn` and a new one begins if the
+//!   caller is still talking.
+//!
+//! Two thresholds give hysteresis: a window must reach `speech_threshold` to
+//! start speech, but only `silence_threshold` to keep it going.
+//!
+//! Contract: feed audio with [`handle_audio`](Endpointer::handle_audio), call
+//! [`handle_timeout`](Endpointer::handle_timeout) at
+//! [`poll_timeout`](Endpointer::poll_timeout), and drain
+//! [`poll_event`](Endpointer::poll_event) after each.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::frame::{Frame, SampleRate, Time};
+use crate::resample::Resampler;
+use crate::vad::Vad;
+
+/// Endpointing settings (per agent in `hark.toml`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EndpointConfig {
+    /// Probability that starts speech.
+    pub speech_threshold: f32,
+    /// Probability below which speech counts as paused (hysteresis).
+    pub silence_threshold: f32,
+    /// Voiced audio needed before a turn starts.
+    pub min_speech: Duration,
+    /// Silence that ends a turn.
+    pub hangover: Duration,
+    /// Audio kept from before the first voiced window.
+    pub pre_roll: Duration,
+    /// Longest turn before it is cut.
+    pub max_turn: Duration,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            // Silero's own recommended operating point.
+            speech_threshold: 0.5,
+            silence_threshold: 0.35,
+            // Longer than a click or a DTMF digit (40-100 ms), shorter than "no".
+            min_speech: Duration::from_millis(200),
+            // Long enough for a breath between phrases; each 100 ms here is
+            // 100 ms more before the agent can answer.
+            hangover: Duration::from_millis(700),
+            // Silero fires a window or two into a word; 300 ms covers the onset.
+            pre_roll: Duration::from_millis(300),
+            // Whisper's window is 30 s; a longer turn is a monologue or noise.
+            max_turn: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// `hangover` of silence.
+    Silence,
+    /// The turn reached `max_turn`.
+    MaxLength,
+    /// The call ended while the caller was talking.
+    Finished,
+}
+
+/// A complete caller turn, ready for STT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// Rate of `samples` (the VAD's rate).
+    pub rate: SampleRate,
+    /// The turn's audio, pre-roll included, trailing silence trimmed.
+    pub samples: Vec<i16>,
+    /// When the first voiced window began.
+    pub speech_start: Time,
+    /// When the last voiced window ended.
+    pub speech_end: Time,
+    /// When the end was decided (`speech_end + hangover` for silence).
+    pub decided_at: Time,
+    /// Why it ended.
+    pub reason: TurnEnd,
+}
+
+impl Turn {
+    /// Length of the turn's audio.
+    pub fn duration(&self) -> Duration {
+        self.rate.duration_of(self.samples.len())
+    }
+}
+
+/// What the endpointer tells its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndpointEvent {
+    /// The caller started talking (speech confirmed; `at` is its onset).
+    SpeechStarted {
+        /// When the first voiced window began.
+        at: Time,
+    },
+    /// A turn is complete.
+    TurnEnded(Turn),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Silence,
+    /// Voiced windows seen, not yet `min_speech` of them.
+    Candidate {
+        start_pos: u64,
+        start_at: Time,
+        voiced: Duration,
+        last_voiced_at: Time,
+    },
+    Speaking {
+        /// Stream position where the turn's audio starts (pre-roll included).
+        turn_pos: u64,
+        speech_start: Time,
+        last_voiced_at: Time,
+        last_voiced_pos: u64,
+    },
+}
+
+/// Decides turn boundaries from a [`Vad`]. See the module docs.
+#[derive(Debug)]
+pub struct Endpointer {
+    config: EndpointConfig,
+    vad: Box<dyn Vad>,
+    rate: SampleRate,
+    window: usize,
+    window_len: Duration,
+    /// Samples not yet a whole window.
+    pending: Vec<i16>,
+    /// Recent audio while not speaking, for pre-roll.
+    history: VecDeque<i16>,
+    history_cap: usize,
+    turn: Vec<i16>,
+    state: State,
+    /// Samples seen so far (at the VAD rate).
+    pos: u64,
+    resampler: Option<Resampler>,
+    scratch: Vec<i16>,
+    events: VecDeque<EndpointEvent>,
+    vad_errors: u64,
+    last_probability: f32,
+}
+
+/// A candidate ends if no voiced window comes for this long.
+const CANDIDATE_GAP: Duration = Duration::from_millis(300);
+/// Silence kept after the last voiced window when a turn is trimmed.
+const TAIL: Duration = Duration::from_millis(150);
+
+impl Endpointer {
+    /// An endpointer over `vad`.
+    pub fn new(config: EndpointConfig, vad: Box<dyn Vad>) -> Self {
+        let rate = vad.rate();
+        let window = vad.window_samples().max(1);
+        // Room for the pre-roll plus the longest possible candidate phase.
+        let candidate_max = config.min_speech.as_secs_f64()
+            / rate.duration_of(window).as_secs_f64()
+            * (CANDIDATE_GAP + rate.duration_of(window)).as_secs_f64();
+        let history_cap = rate.samples_in(config.pre_roll)
+            + rate.samples_in(Duration::from_secs_f64(candidate_max.min(10.0)))
+            + 2 * window;
+        Self {
+            config,
+            rate,
+            window,
+            window_len: rate.duration_of(window),
+            vad,
+            pending: Vec::with_capacity(window),
+            history: VecDeque::with_capacity(history_cap),
+            history_cap,
+            turn: Vec::new(),
+            state: State::Silence,
+            pos: 0,
+            resampler: None,
+            scratch: Vec::new(),
+            events: VecDeque::new(),
+            vad_errors: 0,
+            last_probability: 0.0,
+        }
+    }
+
+    /// True while the caller is in a confirmed turn.
+    pub fn is_speaking(&self) -> bool {
+        matches!(self.state, State::Speaking { .. })
+    }
+
+    /// The last window's speech probability.
+    pub fn last_probability(&self) -> f32 {
+        self.last_probability
+    }
+
+    /// Windows the VAD failed on (scored as silence).
+    pub fn vad_errors(&self) -> u64 {
+        self.vad_errors
+    }
+
+    /// Feeds the caller's audio, received at `now`. Audio at another rate
+    /// than the VAD's is resampled.
+    pub fn handle_audio(&mut self, now: Time, frame: Frame<'_>) {
+        if frame.rate == self.rate {
+            self.take_samples(now, frame.samples);
+            return;
+        }
+        let needs_new = self
+            .resampler
+            .as_ref()
+            .is_none_or(|r| r.from_rate() != frame.rate);
+        if needs_new {
+            self.resampler = Resampler::new(frame.rate, self.rate).ok();
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let ok = self
+            .resampler
+            .as_mut()
+            .is_some_and(|r| r.process(frame.samples, &mut scratch).is_ok());
+        if ok {
+            self.take_samples(now, &scratch);
+        } else {
+            self.vad_errors += 1;
+        }
+        self.scratch = scratch;
+    }
+
+    /// Wake-up at or after [`poll_timeout`](Self::poll_timeout).
+    pub fn handle_timeout(&mut self, now: Time) {
+        match self.state {
+            State::Speaking { last_voiced_at, .. }
+                if now >= last_voiced_at + self.config.hangover =>
+            {
+                self.end_turn(now, TurnEnd::Silence);
+            }
+            State::Candidate { last_voiced_at, .. } if now >= last_voiced_at + CANDIDATE_GAP => {
+                self.state = State::Silence;
+            }
+            _ => {}
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has work.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match self.state {
+            State::Silence => None,
+            State::Candidate { last_voiced_at, .. } => Some(last_voiced_at + CANDIDATE_GAP),
+            State::Speaking { last_voiced_at, .. } => Some(last_voiced_at + self.config.hangover),
+        }
+    }
+
+    /// The call is over: a turn in progress ends now (nothing is lost).
+    pub fn finish(&mut self, now: Time) {
+        if self.is_speaking() {
+            self.end_turn(now, TurnEnd::Finished);
+        }
+        self.state = State::Silence;
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+
+    fn take_samples(&mut self, now: Time, mut samples: &[i16]) {
+        while !samples.is_empty() {
+            let need = self.window - self.pending.len();
+            let n = need.min(samples.len());
+            self.pending.extend_from_slice(&samples[..n]);
+            samples = &samples[n..];
+            if self.pending.len() == self.window {
+                let window = std::mem::take(&mut self.pending);
+                self.on_window(now, &window);
+                self.pending = window;
+                self.pending.clear();
+            }
+        }
+    }
+
+    fn on_window(&mut self, now: Time, window: &[i16]) {
+        let start_pos = self.pos;
+        self.pos += window.len() as u64;
+        let p = match self.vad.probability(window) {
+            Ok(p) => p,
+            Err(_) => {
+                self.vad_errors += 1;
+                0.0
+            }
+        };
+        self.last_probability = p;
+        let window_start = Time::from_micros(
+            now.as_micros()
+                .saturating_sub(self.window_len.as_micros() as u64),
+        );
+        match self.state {
+            State::Silence => {
+                self.remember(window);
+                if p >= self.config.speech_threshold {
+                    self.state = State::Candidate {
+                        start_pos,
+                        start_at: window_start,
+                        voiced: self.window_len,
+                        last_voiced_at: now,
+                    };
+                    self.maybe_start();
+                }
+            }
+            State::Candidate {
+                start_pos,
+                start_at,
+                voiced,
+                last_voiced_at,
+            } => {
+                self.remember(window);
+                if p >= self.config.speech_threshold {
+                    self.state = State::Candidate {
+                        start_pos,
+                        start_at,
+                        voiced: voiced + self.window_len,
+                        last_voiced_at: now,
+                    };
+                    self.maybe_start();
+                } else if now >= last_voiced_at + CANDIDATE_GAP {
+                    self.state = State::Silence;
+                }
+            }
+            State::Speaking {
+                turn_pos,
+                speech_start,
+                last_voiced_at,
+                last_voiced_pos,
+            } => {
+                self.turn.extend_from_slice(window);
+                let (last_voiced_at, last_voiced_pos) = if p >= self.config.silence_threshold {
+                    (now, self.pos)
+                } else {
+                    (last_voiced_at, last_voiced_pos)
+                };
+                self.state = State::Speaking {
+                    turn_pos,
+                    speech_start,
+                    last_voiced_at,
+                    last_voiced_pos,
+                };
+                if self.rate.duration_of(self.turn.len()) >= self.config.max_turn {
+                    self.end_turn(now, TurnEnd::MaxLength);
+                    if p >= self.config.speech_threshold {
+                        // Still talking: the next turn starts right here.
+                        self.state = State::Candidate {
+                            start_pos: self.pos,
+                            start_at: now,
+                            voiced: Duration::ZERO,
+                            last_voiced_at: now,
+                        };
+                    }
+                } else if now >= last_voiced_at + self.config.hangover {
+                    self.end_turn(now, TurnEnd::Silence);
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, window: &[i16]) {
+        self.history.extend(window);
+        let excess = self.history.len().saturating_sub(self.history_cap);
+        self.history.drain(..excess);
+    }
+
+    fn maybe_start(&mut self) {
+        let State::Candidate {
+            start_pos,
+            start_at,
+            voiced,
+            last_voiced_at,
+        } = self.state
+        else {
+            return;
+        };
+        if voiced < self.config.min_speech {
+            return;
+        }
+        let history_start = self.pos - self.history.len() as u64;
+        let want = start_pos.saturating_sub(self.rate.samples_in(self.config.pre_roll) as u64);
+        let from = want.max(history_start);
+        self.turn.clear();
+        self.turn
+            .extend(self.history.iter().skip((from - history_start) as usize));
+        self.history.clear();
+        self.state = State::Speaking {
+            turn_pos: from,
+            speech_start: start_at,
+            last_voiced_at,
+            last_voiced_pos: self.pos,
+        };
+        self.events
+            .push_back(EndpointEvent::SpeechStarted { at: start_at });
+    }
+
+    fn end_turn(&mut self, now: Time, reason: TurnEnd) {
+        let State::Speaking {
+            turn_pos,
+            speech_start,
+            last_voiced_at,
+            last_voiced_pos,
+        } = self.state
+        else {
+            return;
+        };
+        let keep = (last_voiced_pos.saturating_sub(turn_pos) as usize) + self.rate.samples_in(TAIL);
+        let mut samples = std::mem::take(&mut self.turn);
+        samples.truncate(keep);
+        self.events.push_back(EndpointEvent::TurnEnded(Turn {
+            rate: self.rate,
+            samples,
+            speech_start,
+            speech_end: last_voiced_at,
+            decided_at: now,
+            reason,
+        }));
+        self.state = State::Silence;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vad::VadError;
+
+    /// A VAD that replays a script of probabilities, one per window.
+    #[derive(Debug)]
+    struct Scripted {
+        probs: Vec<f32>,
+        next: usize,
+    }
+
+    impl Vad for Scripted {
+        fn rate(&self) -> SampleRate {
+            SampleRate::HZ_8000
+        }
+        fn window_samples(&self) -> usize {
+            256
+        }
+        fn probability(&mut self, _w: &[i16]) -> Result<f32, VadError> {
+            let p = self.probs.get(self.next).copied().unwrap_or(0.0);
+            self.next += 1;
+            Ok(p)
+        }
+        fn reset(&mut self) {}
+    }
+
+    /// Runs `probs` (one per 32 ms window) through an endpointer, window
+    /// index as the sample value, then 3 s of nothing. Returns the events.
+    fn run(probs: &[f32], config: EndpointConfig) -> Vec<EndpointEvent> {
+        let mut e = Endpointer::new(
+            config,
+            Box::new(Scripted {
+                probs: probs.to_vec(),
+                next: 0,
+            }),
+        );
+        let mut events = Vec::new();
+        let mut t = 0u64;
+        for i in 0..probs.len() {
+            t += 32_000;
+            let w = vec![i as i16; 256];
+            e.handle_audio(Time::from_micros(t), Frame::new(SampleRate::HZ_8000, &w));
+            while let Some(ev) = e.poll_event() {
+                events.push(ev);
+            }
+        }
+        // The line goes quiet with no frames at all: timers end the turn.
+        let end = Time::from_micros(t + 3_000_000);
+        while let Some(d) = e.poll_timeout() {
+            if d > end {
+                break;
+            }
+            e.handle_timeout(d);
+        }
+        e.finish(end);
+        while let Some(ev) = e.poll_event() {
+            events.push(ev);
+        }
+        events
+    }
+
+    fn turns(events: &[EndpointEvent]) -> Vec<&Turn> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EndpointEvent::TurnEnded(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_blip_is_not_a_turn() {
+        // 2 voiced windows = 64 ms < 200 ms.
+        let mut p = vec![0.0; 20];
+        p.extend([0.9, 0.9]);
+        p.extend(vec![0.0; 30]);
+        assert!(run(&p, EndpointConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn a_turn_has_pre_roll_and_ends_after_the_hangover() {
+        let mut p = vec![0.0; 20];
+        p.extend(vec![0.9; 30]); // windows 20..50 voiced (960 ms)
+        p.extend(vec![0.1; 40]);
+        let events = run(&p, EndpointConfig::default());
+        assert_eq!(
+            events[0],
+            EndpointEvent::SpeechStarted {
+                at: Time::from_micros(20 * 32_000)
+            }
+        );
+        let t = turns(&events);
+        assert_eq!(t.len(), 1);
+        let turn = t[0];
+        assert_eq!(turn.reason, TurnEnd::Silence);
+        // Pre-roll: 300 ms = 2400 samples = 9.4 windows before window 20.
+        assert_eq!(turn.samples[0], 10);
+        // Last voiced window is 49; the trimmed tail keeps 150 ms after it.
+        let last_voiced_sample = turn.samples.iter().rposition(|&s| s == 49).unwrap();
+        assert_eq!(turn.samples.len() - 1 - last_voiced_sample, 1_200);
+        assert_eq!(turn.speech_end, Time::from_micros(50 * 32_000));
+        // Decided one hangover (700 ms, rounded up to whole windows) later.
+        let delay = turn.decided_at - turn.speech_end;
+        assert!(delay >= Duration::from_millis(700) && delay < Duration::from_millis(740));
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_soft_middle_in_the_turn() {
+        let mut p = vec![0.9; 10];
+        p.extend(vec![0.4; 40]); // above the silence threshold: still talking
+        p.extend(vec![0.9; 5]);
+        let t = run(&p, EndpointConfig::default());
+        assert_eq!(turns(&t).len(), 1);
+    }
+
+    #[test]
+    fn a_pause_shorter_than_the_hangover_does_not_split_the_turn() {
+        let mut p = vec![0.9; 10];
+        p.extend(vec![0.0; 15]); // 480 ms pause
+        p.extend(vec![0.9; 10]);
+        let events = run(&p, EndpointConfig::default());
+        assert_eq!(turns(&events).len(), 1);
+        let mut p = vec![0.9; 10];
+        p.extend(vec![0.0; 30]); // 960 ms pause
+        p.extend(vec![0.9; 10]);
+        assert_eq!(turns(&run(&p, EndpointConfig::default())).len(), 2);
+    }
+
+    #[test]
+    fn a_long_monologue_is_cut_at_max_turn_and_goes_on() {
+        let config = EndpointConfig {
+            max_turn: Duration::from_secs(2),
+            ..EndpointConfig::default()
+        };
+        let p = vec![0.9; 160]; // 5.1 s of speech
+        let events = run(&p, config);
+        let t = turns(&events);
+        assert!(t.len() >= 2, "{} turns", t.len());
+        assert_eq!(t[0].reason, TurnEnd::MaxLength);
+        assert!(t[0].duration() <= Duration::from_millis(2_100));
+    }
+
+    #[test]
+    fn hanging_up_mid_turn_keeps_the_turn() {
+        let mut e = Endpointer::new(
+            EndpointConfig::default(),
+            Box::new(Scripted {
+                probs: vec![0.9; 20],
+                next: 0,
+            }),
+        );
+        for i in 1..=20u64 {
+            e.handle_audio(
+                Time::from_micros(i * 32_000),
+                Frame::new(SampleRate::HZ_8000, &[1; 256]),
+            );
+        }
+        e.finish(Time::from_micros(700_000));
+        let mut last = None;
+        while let Some(ev) = e.poll_event() {
+            last = Some(ev);
+        }
+        match last {
+            Some(EndpointEvent::TurnEnded(t)) => assert_eq!(t.reason, TurnEnd::Finished),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn audio_at_another_rate_is_resampled_for_the_vad() {
+        let mut e = Endpointer::new(
+            EndpointConfig::default(),
+            Box::new(Scripted {
+                probs: vec![0.9; 100],
+                next: 0,
+            }),
+        );
+        // 1 s of 16 kHz in 20 ms frames: 8000 samples at 8 kHz = 31 windows.
+        for i in 1..=50u64 {
+            e.handle_audio(
+                Time::from_micros(i * 20_000),
+                Frame::new(SampleRate::HZ_16000, &[100; 320]),
+            );
+        }
+        assert!(e.is_speaking());
+        assert_eq!(e.vad_errors(), 0);
+    }
+}
