@@ -164,3 +164,29 @@ pub fn dtmf_msg(d: u8) -> Vec<u8> {
 pub fn ramp(start: usize, n: usize) -> Vec<i16> {
     (start..start + n).map(|i| (i % 30_000) as i16).collect()
 }
+
+/// The samples and rate of a 16-bit mono PCM WAV (the committed fixtures).
+pub fn wav(bytes: &[u8]) -> (media_core::SampleRate, Vec<i16>) {
+    assert_eq!(&bytes[..4], b"RIFF", "not a WAV");
+    let mut pos = 12;
+    let mut rate = None;
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let body = &bytes[pos + 8..(pos + 8 + len).min(bytes.len())];
+        if id == b"fmt " {
+            assert_eq!(u16::from_le_bytes([body[0], body[1]]), 1, "PCM");
+            assert_eq!(u16::from_le_bytes([body[2], body[3]]), 1, "mono");
+            assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "16-bit");
+            rate = media_core::SampleRate::new(u32::from_le_bytes(body[4..8].try_into().unwrap()));
+        } else if id == b"data" {
+            let samples = body
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return (rate.expect("fmt before data"), samples);
+        }
+        pos += 8 + len + (len & 1);
+    }
+    panic!("no data chunk");
+}
