@@ -172,13 +172,15 @@ pub fn wav(bytes: &[u8]) -> (media_core::SampleRate, Vec<i16>) {
     let mut rate = None;
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
-        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes")) as usize;
         let body = &bytes[pos + 8..(pos + 8 + len).min(bytes.len())];
         if id == b"fmt " {
             assert_eq!(u16::from_le_bytes([body[0], body[1]]), 1, "PCM");
             assert_eq!(u16::from_le_bytes([body[2], body[3]]), 1, "mono");
             assert_eq!(u16::from_le_bytes([body[14], body[15]]), 16, "16-bit");
-            rate = media_core::SampleRate::new(u32::from_le_bytes(body[4..8].try_into().unwrap()));
+            rate = media_core::SampleRate::new(u32::from_le_bytes(
+                body[4..8].try_into().expect("4 bytes"),
+            ));
         } else if id == b"data" {
             let samples = body
                 .chunks_exact(2)
