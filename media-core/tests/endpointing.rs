@@ -22,7 +22,7 @@ fn turns_of(rate: SampleRate, samples: &[i16]) -> Vec<Turn> {
     let frame = rate.frame_samples();
     let mut turns = Vec::new();
     let mut now = Time::ZERO;
-    let mut collect = |e: &mut Endpointer, turns: &mut Vec<Turn>| {
+    let collect = |e: &mut Endpointer, turns: &mut Vec<Turn>| {
         while let Some(ev) = e.poll_event() {
             if let EndpointEvent::TurnEnded(t) = ev {
                 turns.push(t);
@@ -139,7 +139,9 @@ fn silence_noise_and_dtmf_are_not_turns() {
         (0..n)
             .map(|i| {
                 let t = i as f32 / rate.hz() as f32;
-                (6_000.0 * ((2.0 * 3.14159 * lo * t).sin() + (2.0 * 3.14159 * hi * t).sin())) as i16
+                (6_000.0
+                    * ((2.0 * std::f32::consts::PI * lo * t).sin()
+                        + (2.0 * std::f32::consts::PI * hi * t).sin())) as i16
             })
             .collect()
     };
