@@ -12,6 +12,8 @@
 //! - [`wav`]: WAV in and out.
 //! - [`stats`]: hdrhistogram percentiles.
 //! - [`systemd`]: `sd_notify` readiness.
+//! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
+//! - [`vad`]: Silero VAD behind media-core's `Vad` trait.
 //!
 //! # Concurrency
 //! One accept task per listener, one driver task per call; they share only
@@ -21,8 +23,10 @@
 
 pub mod config;
 pub mod dial;
+pub mod onnx;
 pub mod stats;
 pub mod systemd;
+pub mod vad;
 pub mod wav;
 
 mod driver;

@@ -1,0 +1,196 @@
+//! Silero VAD (v6) through ONNX Runtime.
+//!
+//! The model is stateless between runs: its recurrent state (`state`,
+//! f32[2,1,128]) and the last 64 (16 kHz) or 32 (8 kHz) samples of the
+//! previous window (the "context", prepended to each window as the reference
+//! wrapper does) are per call, in [`SileroVad`]. The loaded model is shared by
+//! all calls through [`SileroModel`]: a small pool of ONNX Runtime sessions,
+//! each behind its own mutex, held only for one inference (about 150 us).
+//! A call takes the first free session, so the cost of a window does not grow
+//! with the number of calls until every session is busy.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+
+use media_core::{SampleRate, Vad, VadError};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+
+use crate::onnx::OnnxError;
+
+/// Samples in the state tensor: 2 x 1 x 128.
+const STATE_LEN: usize = 2 * 128;
+
+/// The shared, loaded Silero model.
+pub struct SileroModel {
+    path: PathBuf,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for SileroModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SileroModel")
+            .field("path", &self.path)
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+impl SileroModel {
+    /// Loads `model` with ONNX Runtime from `library`, as `sessions`
+    /// independent sessions (one per core is the useful maximum), each
+    /// running single-threaded: parallelism comes from calls, not from
+    /// splitting one tiny inference.
+    pub fn load(library: &Path, model: &Path, sessions: usize) -> Result<Arc<Self>, OnnxError> {
+        let env = crate::onnx::environment(library)?;
+        let fail = |reason: String| OnnxError::Model {
+            path: model.to_path_buf(),
+            reason,
+        };
+        if !model.exists() {
+            return Err(fail("no such file (run models/fetch.py)".into()));
+        }
+        let mut pool = Vec::with_capacity(sessions.max(1));
+        for _ in 0..sessions.max(1) {
+            let session = Session::builder(&env)
+                .map_err(|e| fail(e.to_string()))?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| fail(e.to_string()))?
+                .with_intra_threads(1)
+                .map_err(|e| fail(e.to_string()))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(e.to_string()))?
+                .commit_from_file(model)
+                .map_err(|e| fail(e.to_string()))?;
+            pool.push(Mutex::new(session));
+        }
+        Ok(Arc::new(Self {
+            path: model.to_path_buf(),
+            sessions: pool,
+            next: AtomicUsize::new(0),
+        }))
+    }
+
+    /// A detector for one call at `rate` (8 or 16 kHz; anything else is
+    /// resampled by the endpointer to the nearer of the two).
+    pub fn detector(self: &Arc<Self>, rate: SampleRate) -> SileroVad {
+        let rate = if rate.hz() >= 16_000 {
+            SampleRate::HZ_16000
+        } else {
+            SampleRate::HZ_8000
+        };
+        let (window, context) = if rate == SampleRate::HZ_16000 {
+            (512, 64)
+        } else {
+            (256, 32)
+        };
+        SileroVad {
+            model: Arc::clone(self),
+            rate,
+            window,
+            context,
+            input: vec![0.0; context + window],
+            state: vec![0.0; STATE_LEN],
+        }
+    }
+
+    /// Runs one window on the first free session (or waits for one).
+    fn infer(&self, input: &[f32], state: &mut [f32], sr: i64) -> Result<f32, String> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            match self.sessions[(start + i) % n].try_lock() {
+                Ok(mut s) => return run(&mut s, input, state, sr),
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Poisoned(p)) => return run(&mut p.into_inner(), input, state, sr),
+            }
+        }
+        let mut s = self.sessions[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        run(&mut s, input, state, sr)
+    }
+}
+
+fn run(session: &mut Session, input: &[f32], state: &mut [f32], sr: i64) -> Result<f32, String> {
+    let sr = [sr];
+    let outputs = session
+        .run(ort::inputs![
+            "input" => TensorRef::from_array_view(([1usize, input.len()], input)).map_err(|e| e.to_string())?,
+            "state" => TensorRef::from_array_view(([2usize, 1, 128], &*state)).map_err(|e| e.to_string())?,
+            "sr" => TensorRef::from_array_view(((), &sr[..])).map_err(|e| e.to_string())?,
+        ])
+        .map_err(|e| e.to_string())?;
+    let (_, p) = outputs["output"]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())?;
+    let (_, new_state) = outputs["stateN"]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())?;
+    if new_state.len() != state.len() {
+        return Err(format!("state of {} values, expected {}", new_state.len(), state.len()));
+    }
+    state.copy_from_slice(new_state);
+    p.first().copied().ok_or_else(|| "empty output".to_string())
+}
+
+/// One call's Silero detector: its recurrent state and context.
+pub struct SileroVad {
+    model: Arc<SileroModel>,
+    rate: SampleRate,
+    window: usize,
+    context: usize,
+    /// context ++ window, as f32 in -1..1.
+    input: Vec<f32>,
+    state: Vec<f32>,
+}
+
+impl std::fmt::Debug for SileroVad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SileroVad")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vad for SileroVad {
+    fn rate(&self) -> SampleRate {
+        self.rate
+    }
+
+    fn window_samples(&self) -> usize {
+        self.window
+    }
+
+    fn probability(&mut self, window: &[i16]) -> Result<f32, VadError> {
+        if window.len() != self.window {
+            return Err(VadError::WindowSize {
+                expected: self.window,
+                got: window.len(),
+            });
+        }
+        // Slide: the tail of the last input becomes this window's context.
+        self.input.copy_within(self.window.., 0);
+        for (dst, &s) in self.input[self.context..].iter_mut().zip(window) {
+            *dst = f32::from(s) / 32_768.0;
+        }
+        match self
+            .model
+            .infer(&self.input, &mut self.state, i64::from(self.rate.hz()))
+        {
+            Ok(p) => Ok(p.clamp(0.0, 1.0)),
+            Err(reason) => {
+                tracing::warn!(%reason, "Silero VAD inference failed");
+                Err(VadError::Inference)
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.input.fill(0.0);
+        self.state.fill(0.0);
+    }
+}
