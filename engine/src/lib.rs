@@ -14,6 +14,8 @@
 //! - [`systemd`]: `sd_notify` readiness.
 //! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
 //! - [`vad`]: Silero VAD behind media-core's `Vad` trait.
+//! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
+//! - `tls`: the one rustls crypto provider (ring).
 //!
 //! # Concurrency
 //! One accept task per listener, one driver task per call; they share only
@@ -25,12 +27,14 @@ pub mod config;
 pub mod dial;
 pub mod onnx;
 pub mod stats;
+pub mod stt;
 pub mod systemd;
 pub mod vad;
 pub mod wav;
 
 mod driver;
 mod server;
+mod tls;
 
 pub use config::{Config, ConfigError};
 pub use server::{ERROR_AT_CAPACITY, ServeError, ServeReport, Server};

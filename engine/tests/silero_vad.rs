@@ -23,8 +23,10 @@ fn model() -> Arc<SileroModel> {
 }
 
 fn wav(name: &str) -> (SampleRate, Vec<i16>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/speech").join(name);
-    let a = hark::wav::read(&path).unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/speech")
+        .join(name);
+    let a = hark::wav::read(&path).expect("fixture WAV");
     (a.rate, a.samples)
 }
 
@@ -59,16 +61,28 @@ fn turns_of(model: &Arc<SileroModel>, rate: SampleRate, samples: &[i16]) -> Vec<
 #[test]
 fn speech_scores_high_and_silence_low_at_8_and_16_khz() {
     let model = model();
-    for name in ["book_table.8k.wav", "book_table.16k.wav", "cancel.8k.wav", "weather.16k.wav"] {
+    for name in [
+        "book_table.8k.wav",
+        "book_table.16k.wav",
+        "cancel.8k.wav",
+        "weather.16k.wav",
+    ] {
         let (rate, samples) = wav(name);
         let mut vad = model.detector(rate);
-        assert_eq!(vad.window_samples(), if rate.hz() == 8_000 { 256 } else { 512 });
+        assert_eq!(
+            vad.window_samples(),
+            if rate.hz() == 8_000 { 256 } else { 512 }
+        );
         let probs: Vec<f32> = samples
             .chunks_exact(vad.window_samples())
             .map(|w| vad.probability(w).unwrap())
             .collect();
         let voiced = probs.iter().filter(|&&p| p > 0.5).count();
-        assert!(voiced * 10 >= probs.len() * 6, "{name}: {voiced} of {} windows voiced", probs.len());
+        assert!(
+            voiced * 10 >= probs.len() * 6,
+            "{name}: {voiced} of {} windows voiced",
+            probs.len()
+        );
         vad.reset();
         let silent = vec![0i16; vad.window_samples()];
         for _ in 0..30 {
@@ -129,7 +143,12 @@ fn silence_noise_and_dtmf_are_not_turns() {
             .collect()
     };
     let mut dtmf = Vec::new();
-    for (lo, hi) in [(697.0, 1209.0), (770.0, 1336.0), (852.0, 1477.0), (941.0, 1336.0)] {
+    for (lo, hi) in [
+        (697.0, 1209.0),
+        (770.0, 1336.0),
+        (852.0, 1477.0),
+        (941.0, 1336.0),
+    ] {
         dtmf.extend(tone(lo, hi, n(0.1)));
         dtmf.extend(vec![0; n(0.1)]);
     }
@@ -140,8 +159,15 @@ fn silence_noise_and_dtmf_are_not_turns() {
 #[test]
 fn a_missing_library_or_model_is_a_clear_error() {
     let m = models();
-    let e = SileroModel::load(&m.join("onnxruntime/libonnxruntime.so.1.31.1"), &m.join("nope.onnx"), 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("nope.onnx") && e.contains("models/fetch.py"), "{e}");
+    let e = SileroModel::load(
+        &m.join("onnxruntime/libonnxruntime.so.1.31.1"),
+        &m.join("nope.onnx"),
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("nope.onnx") && e.contains("models/fetch.py"),
+        "{e}"
+    );
 }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::agent::{Agent, AgentAction, Digit};
 use crate::audiosocket::{self, DecodeError, EncodeError, HEADER_LEN, Message};
+use crate::endpointing::{EndpointEvent, Endpointer, Turn};
 use crate::frame::{Frame, SampleRate, Time};
 use crate::playout::{Playout, PlayoutStats};
 
@@ -158,6 +159,10 @@ pub enum Event {
     Dtmf(Digit),
     /// A DTMF byte that is not a DTMF digit; ignored.
     BadDtmf(u8),
+    /// The caller started talking (with an endpointer).
+    SpeechStarted(Time),
+    /// The caller finished a turn (with an endpointer): hand it to STT.
+    Turn(Turn),
     /// The call is over; nothing more will be transmitted.
     Ended {
         /// Why.
@@ -187,12 +192,16 @@ pub struct Call {
     id: Option<CallId>,
     rate_known: bool,
     agent: Box<dyn Agent>,
+    /// Turn detection, for agents that listen.
+    endpointer: Option<Endpointer>,
     playout: Playout,
     /// Reused for inbound PCM -> samples.
     scratch: Vec<i16>,
     /// Reused for the outbound frame.
     frame_out: Vec<i16>,
     events: VecDeque<Event>,
+    /// The latest `now` seen, for ends that happen without one.
+    last_now: Time,
     end: Option<EndReason>,
     stats: CallStats,
 }
@@ -211,14 +220,23 @@ impl Call {
             id: None,
             rate_known: false,
             agent,
+            endpointer: None,
             playout,
             scratch: Vec::with_capacity(MAX_TRANSMIT / 2),
             frame_out: vec![0; MAX_TRANSMIT / 2],
             events: VecDeque::with_capacity(4),
+            last_now: now,
             end: None,
             stats: CallStats::default(),
             config,
         }
+    }
+
+    /// Adds turn detection: caller audio goes through `endpointer`, and
+    /// finished turns come out as [`Event::Turn`].
+    pub fn with_endpointer(mut self, endpointer: Endpointer) -> Self {
+        self.endpointer = Some(endpointer);
+        self
     }
 
     /// The call's UUID, once received.
@@ -246,6 +264,7 @@ impl Call {
 
     /// Feeds one decoded message.
     pub fn handle_message(&mut self, now: Time, message: Message<'_>) {
+        self.last_now = self.last_now.max(now);
         match (self.state, message) {
             (State::SendHangup | State::Closed, _) => {}
             (_, Message::Hangup) => self.finish(EndReason::PeerHangup),
@@ -273,11 +292,12 @@ impl Call {
                 if state == State::Active {
                     self.scratch.clear();
                     audiosocket::pcm_to_samples(pcm, &mut self.scratch);
-                    self.agent.handle_audio(
-                        now,
-                        Frame::new(rate, &self.scratch),
-                        &mut self.playout,
-                    );
+                    let frame = Frame::new(rate, &self.scratch);
+                    if let Some(e) = self.endpointer.as_mut() {
+                        e.handle_audio(now, frame);
+                    }
+                    self.agent.handle_audio(now, frame, &mut self.playout);
+                    self.drain_endpointer();
                 }
             }
             (state, Message::Dtmf(byte)) => {
@@ -298,14 +318,16 @@ impl Call {
 
     /// The connection closed (EOF or reset). `mid_message` when unfinished
     /// bytes were left in the read buffer.
-    pub fn handle_peer_closed(&mut self, _now: Time, mid_message: bool) {
+    pub fn handle_peer_closed(&mut self, now: Time, mid_message: bool) {
+        self.last_now = self.last_now.max(now);
         if self.state != State::Closed {
             self.finish(EndReason::PeerClosed { mid_message });
         }
     }
 
     /// The decoder rejected the byte stream: framing is lost, end the call.
-    pub fn handle_protocol_error(&mut self, _now: Time, error: DecodeError) {
+    pub fn handle_protocol_error(&mut self, now: Time, error: DecodeError) {
+        self.last_now = self.last_now.max(now);
         if self.state != State::Closed {
             self.finish(EndReason::Protocol(error));
         }
@@ -313,12 +335,14 @@ impl Call {
 
     /// Ends the call at once without sending anything (the connection is
     /// unusable, e.g. the peer stopped reading).
-    pub fn abort(&mut self, _now: Time, reason: EndReason) {
+    pub fn abort(&mut self, now: Time, reason: EndReason) {
+        self.last_now = self.last_now.max(now);
         self.finish(reason);
     }
 
     /// Ends the call from hark's side: send hangup (0x00) at once, then close.
-    pub fn close(&mut self, _now: Time, reason: EndReason) {
+    pub fn close(&mut self, now: Time, reason: EndReason) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::Closed | State::SendHangup => {}
             State::AwaitingUuid => self.finish(reason),
@@ -332,6 +356,7 @@ impl Call {
 
     /// Wake-up at or after [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.last_now = self.last_now.max(now);
         match self.state {
             State::AwaitingUuid if now >= self.started + self.config.uuid_timeout => {
                 self.finish(EndReason::UuidTimeout);
@@ -342,6 +367,12 @@ impl Call {
                 {
                     self.close(now, EndReason::MaxDuration);
                     return;
+                }
+                if let Some(e) = self.endpointer.as_mut()
+                    && e.poll_timeout().is_some_and(|t| now >= t)
+                {
+                    e.handle_timeout(now);
+                    self.drain_endpointer();
                 }
                 if self.state == State::Active
                     && self.agent.poll_timeout().is_some_and(|t| now >= t)
@@ -359,6 +390,7 @@ impl Call {
     /// due at `now`.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Time, out: &mut [u8]) -> Option<usize> {
+        self.last_now = self.last_now.max(now);
         if matches!(self.state, State::Active | State::Draining) {
             if let Some(n) = self.playout.poll_frame(now, &mut self.frame_out) {
                 let rate = self.playout.rate();
@@ -410,6 +442,7 @@ impl Call {
             State::Active | State::Draining => {
                 consider(self.config.max_duration.map(|m| self.started + m));
                 consider(self.playout.poll_timeout());
+                consider(self.endpointer.as_ref().and_then(Endpointer::poll_timeout));
                 if self.state == State::Active {
                     consider(self.agent.poll_timeout());
                 }
@@ -436,6 +469,18 @@ impl Call {
         }
     }
 
+    fn drain_endpointer(&mut self) {
+        let Some(e) = self.endpointer.as_mut() else {
+            return;
+        };
+        while let Some(ev) = e.poll_event() {
+            self.events.push_back(match ev {
+                EndpointEvent::SpeechStarted { at } => Event::SpeechStarted(at),
+                EndpointEvent::TurnEnded(turn) => Event::Turn(turn),
+            });
+        }
+    }
+
     fn fail_encode(&mut self, e: EncodeError) {
         self.finish(EndReason::Internal(format!("encode: {e}")));
     }
@@ -443,6 +488,11 @@ impl Call {
     fn finish(&mut self, reason: EndReason) {
         if self.state == State::Closed {
             return;
+        }
+        // A turn in progress is kept: nothing the caller said is lost.
+        if let Some(e) = self.endpointer.as_mut() {
+            e.finish(self.last_now);
+            self.drain_endpointer();
         }
         self.state = State::Closed;
         self.events.push_back(Event::Ended {

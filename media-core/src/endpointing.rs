@@ -76,7 +76,7 @@ pub enum TurnEnd {
 }
 
 /// A complete caller turn, ready for STT.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
     /// Rate of `samples` (the VAD's rate).
     pub rate: SampleRate,
@@ -100,7 +100,7 @@ impl Turn {
 }
 
 /// What the endpointer tells its caller.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
     /// The caller started talking (speech confirmed; `at` is its onset).
     SpeechStarted {

@@ -164,3 +164,60 @@ fn abort_ends_at_once_without_transmitting() {
         Some(&EndReason::Internal("peer stopped reading".into()))
     );
 }
+
+#[test]
+fn a_turn_in_progress_is_kept_when_the_peer_hangs_up() {
+    use media_core::{
+        EndpointConfig, Endpointer, EnergyVad, EnergyVadConfig, SampleRate, Transcribe,
+    };
+    let vad = EnergyVad::new(SampleRate::HZ_8000, EnergyVadConfig::default());
+    let call = media_core::Call::new(
+        media_core::Time::ZERO,
+        CallConfig::default(),
+        Box::new(Transcribe),
+    )
+    .with_endpointer(Endpointer::new(EndpointConfig::default(), Box::new(vad)));
+    let mut sim = echo_sim();
+    sim.call = call;
+    sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
+    // 200 ms of silence then 1 s of loud noise-like "speech", then hang up mid-turn.
+    for k in 0..10u64 {
+        sim.write(at_ms(20 * k), &audio_msg(0x10, &[0; 160]));
+    }
+    let mut x: u64 = 99;
+    for k in 10..60u64 {
+        let frame: Vec<i16> = (0..160)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 16_001) as i32 - 8_000) as i16
+            })
+            .collect();
+        sim.write(at_ms(20 * k), &audio_msg(0x10, &frame));
+    }
+    let started = sim
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::SpeechStarted(_)));
+    assert!(started, "{:?}", sim.events);
+    sim.close(at_ms(1_210));
+    let turn = sim.events.iter().find_map(|e| match e {
+        Event::Turn(t) => Some(t.clone()),
+        _ => None,
+    });
+    let turn = turn.expect("the unfinished turn is not lost");
+    assert_eq!(turn.reason, media_core::TurnEnd::Finished);
+    // The turn comes before the end of the call.
+    let turn_at = sim
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Turn(_)))
+        .unwrap();
+    let end_at = sim
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Ended { .. }))
+        .unwrap();
+    assert!(turn_at < end_at);
+}

@@ -105,7 +105,9 @@ impl SileroModel {
             match self.sessions[(start + i) % n].try_lock() {
                 Ok(mut s) => return run(&mut s, input, state, sr),
                 Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::Poisoned(p)) => return run(&mut p.into_inner(), input, state, sr),
+                Err(TryLockError::Poisoned(p)) => {
+                    return run(&mut p.into_inner(), input, state, sr);
+                }
             }
         }
         let mut s = self.sessions[start % n]
@@ -131,7 +133,11 @@ fn run(session: &mut Session, input: &[f32], state: &mut [f32], sr: i64) -> Resu
         .try_extract_tensor::<f32>()
         .map_err(|e| e.to_string())?;
     if new_state.len() != state.len() {
-        return Err(format!("state of {} values, expected {}", new_state.len(), state.len()));
+        return Err(format!(
+            "state of {} values, expected {}",
+            new_state.len(),
+            state.len()
+        ));
     }
     state.copy_from_slice(new_state);
     p.first().copied().ok_or_else(|| "empty output".to_string())

@@ -7,10 +7,12 @@
 //! when it next needs attention through [`Agent::poll_timeout`].
 
 mod echo;
+mod transcribe;
 
 use std::fmt;
 
 pub use echo::Echo;
+pub use transcribe::Transcribe;
 
 use crate::frame::{Frame, Time};
 use crate::playout::Playout;
