@@ -8,11 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use media_core::{CallConfig, Echo, MAX_SEND_AHEAD, SampleRate, audiosocket};
+use media_core::{CallConfig, Echo, EndpointConfig, MAX_SEND_AHEAD, SampleRate, audiosocket};
 use serde::Deserialize;
+
+use crate::stt::{HttpTranscriberConfig, WhisperConfig};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,47 @@ pub struct Config {
     pub call: CallConfig,
     /// The AudioSocket listeners.
     pub listeners: Vec<Listener>,
+    /// Models, VAD and speech-to-text settings.
+    pub speech: SpeechConfig,
+}
+
+/// Where the models are and how speech is recognised.
+#[derive(Debug, Clone)]
+pub struct SpeechConfig {
+    /// The folder `models/fetch.py` fills.
+    pub models_dir: PathBuf,
+    /// The ONNX Runtime shared library.
+    pub onnxruntime: PathBuf,
+    /// ONNX Runtime sessions for Silero, shared by all calls.
+    pub vad_sessions: usize,
+    /// The speech-to-text engine.
+    pub stt: SttConfig,
+}
+
+impl SpeechConfig {
+    /// The Silero VAD model file.
+    pub fn silero_model(&self) -> PathBuf {
+        self.models_dir.join("silero/silero_vad.onnx")
+    }
+}
+
+/// Which speech-to-text engine.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SttConfig {
+    /// Local Whisper.
+    Whisper(WhisperConfig),
+    /// An OpenAI-compatible `/v1/audio/transcriptions` server.
+    Http(HttpTranscriberConfig),
+}
+
+/// Which voice activity detector an agent listens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VadKind {
+    /// Silero VAD (the model from models/).
+    Silero,
+    /// Energy above the noise floor, tones rejected: no model needed.
+    Energy,
 }
 
 /// One AudioSocket listener and the agent its calls talk to.
@@ -74,7 +117,7 @@ pub struct Listener {
 }
 
 /// An agent definition; builds a fresh agent per call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum AgentSpec {
     /// The echo line test.
@@ -84,13 +127,22 @@ pub enum AgentSpec {
         /// How long before the caller hears themselves.
         delay: Duration,
     },
+    /// Listens, transcribes and logs every caller turn; never replies.
+    Transcribe {
+        /// Name in `[agent.NAME]`.
+        name: String,
+        /// The detector.
+        vad: VadKind,
+        /// Turn detection settings.
+        endpoint: EndpointConfig,
+    },
 }
 
 impl AgentSpec {
     /// The agent's name from the config.
     pub fn name(&self) -> &str {
         match self {
-            AgentSpec::Echo { name, .. } => name,
+            AgentSpec::Echo { name, .. } | AgentSpec::Transcribe { name, .. } => name,
         }
     }
 
@@ -98,7 +150,13 @@ impl AgentSpec {
     pub fn build(&self) -> Box<dyn media_core::Agent> {
         match self {
             AgentSpec::Echo { delay, .. } => Box::new(Echo::new(*delay)),
+            AgentSpec::Transcribe { .. } => Box::new(media_core::Transcribe),
         }
+    }
+
+    /// True when calls of this agent need turn detection and STT.
+    pub fn listens(&self) -> bool {
+        matches!(self, AgentSpec::Transcribe { .. })
     }
 }
 
@@ -109,13 +167,19 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text)
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse_in(&text, base)
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text; relative paths are from the current directory.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, Path::new("."))
+    }
+
+    /// Parses and validates TOML text; relative paths are from `base`.
+    fn parse_in(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        raw.validate()
+        raw.validate(base)
     }
 
     /// A one-listener echo configuration (for `hark serve` without a file and for tests).
@@ -134,7 +198,7 @@ impl Config {
             )]),
             ..RawConfig::default()
         };
-        raw.validate()
+        raw.validate(Path::new("."))
             .expect("the built-in echo configuration is valid")
     }
 }
@@ -151,6 +215,53 @@ struct RawConfig {
     listener: Vec<RawListener>,
     #[serde(default)]
     agent: BTreeMap<String, RawAgent>,
+    #[serde(default)]
+    speech: RawSpeech,
+    #[serde(default)]
+    stt: RawStt,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpeech {
+    /// Default "models" (next to hark.toml): where models/fetch.py puts them.
+    models_dir: Option<String>,
+    /// Default: ORT_DYLIB_PATH, else models_dir/onnxruntime/libonnxruntime.so.1.31.1.
+    onnxruntime: Option<String>,
+    /// Default 2: one per core on the 2-core target node.
+    vad_sessions: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStt {
+    /// "whisper" (default) or "http".
+    engine: Option<String>,
+    /// Whisper model: "tiny.en" (default: fastest, English) or "base".
+    model: Option<String>,
+    /// Default "en"; "auto" detects per turn (multilingual models only).
+    language: Option<String>,
+    /// Default 2 threads per worker.
+    threads: Option<u64>,
+    /// Default 1 worker: on 2 cores, one turn at a time on both cores is
+    /// faster per turn than two turns on one core each.
+    workers: Option<u64>,
+    /// Default 16 waiting turns.
+    queue: Option<u64>,
+    /// Default true: the fitted encoder window (see stt/whisper.rs).
+    fit_window: Option<bool>,
+    /// http: base URL up to /v1.
+    url: Option<String>,
+    /// http: the model name the server expects (default "whisper-1").
+    http_model: Option<String>,
+    /// http: environment variable holding the API key.
+    api_key_env: Option<String>,
+    /// http: file holding the API key.
+    api_key_file: Option<String>,
+    /// http: default 10,000 ms.
+    timeout_ms: Option<u64>,
+    /// http: default 4 requests at once.
+    max_in_flight: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,10 +325,20 @@ enum RawAgent {
         /// enough to talk over.
         delay_ms: Option<u64>,
     },
+    Transcribe {
+        /// "silero" (default) or "energy".
+        vad: Option<String>,
+        min_speech_ms: Option<u64>,
+        hangover_ms: Option<u64>,
+        pre_roll_ms: Option<u64>,
+        max_turn_ms: Option<u64>,
+        speech_threshold: Option<f32>,
+        silence_threshold: Option<f32>,
+    },
 }
 
 impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
+    fn validate(self, base: &Path) -> Result<Config, ConfigError> {
         let max_calls = self.server.max_calls;
         if !(1..=100_000).contains(&max_calls) {
             return Err(invalid(
@@ -264,6 +385,71 @@ impl RawConfig {
                     AgentSpec::Echo {
                         name: name.clone(),
                         delay,
+                    }
+                }
+                RawAgent::Transcribe {
+                    vad,
+                    min_speech_ms,
+                    hangover_ms,
+                    pre_roll_ms,
+                    max_turn_ms,
+                    speech_threshold,
+                    silence_threshold,
+                } => {
+                    let vad = match vad.as_deref() {
+                        None | Some("silero") => VadKind::Silero,
+                        Some("energy") => VadKind::Energy,
+                        Some(other) => {
+                            return Err(invalid(
+                                format!("{key}.vad"),
+                                format!("{other:?} is not a VAD: use \"silero\" or \"energy\""),
+                            ));
+                        }
+                    };
+                    let d = EndpointConfig::default();
+                    let ms = |v: Option<u64>,
+                              field: &str,
+                              min: u64,
+                              max: u64,
+                              default: Duration| {
+                        match v {
+                            None => Ok(default),
+                            Some(v) if (min..=max).contains(&v) => Ok(Duration::from_millis(v)),
+                            Some(v) => Err(invalid(
+                                format!("{key}.{field}"),
+                                format!("{v} is out of range: use {min} to {max}"),
+                            )),
+                        }
+                    };
+                    let endpoint = EndpointConfig {
+                        min_speech: ms(*min_speech_ms, "min_speech_ms", 32, 2_000, d.min_speech)?,
+                        hangover: ms(*hangover_ms, "hangover_ms", 100, 5_000, d.hangover)?,
+                        pre_roll: ms(*pre_roll_ms, "pre_roll_ms", 0, 2_000, d.pre_roll)?,
+                        max_turn: ms(*max_turn_ms, "max_turn_ms", 1_000, 120_000, d.max_turn)?,
+                        speech_threshold: speech_threshold.unwrap_or(d.speech_threshold),
+                        silence_threshold: silence_threshold.unwrap_or(d.silence_threshold),
+                    };
+                    for (field, v) in [
+                        ("speech_threshold", endpoint.speech_threshold),
+                        ("silence_threshold", endpoint.silence_threshold),
+                    ] {
+                        if !(0.01..=0.99).contains(&v) {
+                            return Err(invalid(
+                                format!("{key}.{field}"),
+                                format!("{v} is not a probability between 0.01 and 0.99"),
+                            ));
+                        }
+                    }
+                    if endpoint.silence_threshold > endpoint.speech_threshold {
+                        return Err(invalid(
+                            format!("{key}.silence_threshold"),
+                            "must not exceed speech_threshold (it is the lower, hysteresis threshold)",
+                        ));
+                    }
+                    AgentSpec::Transcribe {
+                        name: name.clone(),
+                        vad,
+                        endpoint,
                     }
                 }
             };
@@ -325,12 +511,154 @@ impl RawConfig {
             });
         }
 
+        let speech = self.speech_config(base)?;
         Ok(Config {
             max_calls: max_calls as usize,
             drain_timeout: Duration::from_millis(drain),
             max_payload,
             call,
             listeners,
+            speech,
+        })
+    }
+
+    fn speech_config(&self, base: &Path) -> Result<SpeechConfig, ConfigError> {
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        let models_dir = resolve(self.speech.models_dir.as_deref().unwrap_or("models"));
+        let onnxruntime = match (&self.speech.onnxruntime, std::env::var_os("ORT_DYLIB_PATH")) {
+            (Some(p), _) => resolve(p),
+            (None, Some(env)) => PathBuf::from(env),
+            (None, None) => models_dir.join("onnxruntime/libonnxruntime.so.1.31.1"),
+        };
+        let vad_sessions = match self.speech.vad_sessions {
+            None => 2,
+            Some(n @ 1..=64) => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "speech.vad_sessions",
+                    format!("{n} is out of range: use 1 to 64"),
+                ));
+            }
+        };
+        let t = &self.stt;
+        let range = |v: Option<u64>, key: &str, min: u64, max: u64, default: u64| match v {
+            None => Ok(default),
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(invalid(
+                format!("stt.{key}"),
+                format!("{v} is out of range: use {min} to {max}"),
+            )),
+        };
+        let language = match t.language.as_deref() {
+            None => Some("en".to_string()),
+            Some("auto") => None,
+            Some(l) if l.len() == 2 && l.chars().all(|c| c.is_ascii_lowercase()) => {
+                Some(l.to_string())
+            }
+            Some(l) => {
+                return Err(invalid(
+                    "stt.language",
+                    format!("{l:?} is not a two-letter language code (e.g. \"en\") or \"auto\""),
+                ));
+            }
+        };
+        let stt = match t.engine.as_deref() {
+            None | Some("whisper") => {
+                let model = t.model.clone().unwrap_or_else(|| "tiny.en".to_string());
+                if !["tiny.en", "base"].contains(&model.as_str()) {
+                    return Err(invalid(
+                        "stt.model",
+                        format!(
+                            "{model:?} is not a Whisper model models/fetch.py provides: use \"tiny.en\" or \"base\""
+                        ),
+                    ));
+                }
+                if model.ends_with(".en") && language.as_deref() != Some("en") {
+                    return Err(invalid(
+                        "stt.language",
+                        format!(
+                            "{model} understands English only: set language = \"en\" or use model = \"base\""
+                        ),
+                    ));
+                }
+                SttConfig::Whisper(WhisperConfig {
+                    model: models_dir.join(format!("whisper/ggml-{model}.bin")),
+                    name: model,
+                    language,
+                    threads: range(t.threads, "threads", 1, 64, 2)? as usize,
+                    workers: range(t.workers, "workers", 1, 64, 1)? as usize,
+                    queue: range(t.queue, "queue", 1, 10_000, 16)? as usize,
+                    fit_window: t.fit_window.unwrap_or(true),
+                })
+            }
+            Some("http") => {
+                let Some(url) = t.url.clone() else {
+                    return Err(invalid(
+                        "stt.url",
+                        "engine = \"http\" needs url, e.g. \"http://127.0.0.1:8080/v1\"",
+                    ));
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid("stt.url", format!("{url:?} is not an http(s) URL")));
+                }
+                let api_key = match (&t.api_key_env, &t.api_key_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "stt.api_key_file",
+                            "give api_key_env or api_key_file, not both",
+                        ));
+                    }
+                    (Some(var), None) => Some(std::env::var(var).map_err(|_| {
+                        invalid(
+                            "stt.api_key_env",
+                            format!("the environment variable {var} is not set"),
+                        )
+                    })?),
+                    (None, Some(file)) => {
+                        let path = resolve(file);
+                        let key = std::fs::read_to_string(&path).map_err(|e| {
+                            invalid(
+                                "stt.api_key_file",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?;
+                        Some(key.trim().to_string())
+                    }
+                    (None, None) => None,
+                };
+                SttConfig::Http(HttpTranscriberConfig {
+                    base_url: url,
+                    model: t
+                        .http_model
+                        .clone()
+                        .unwrap_or_else(|| "whisper-1".to_string()),
+                    language,
+                    api_key,
+                    timeout: Duration::from_millis(range(
+                        t.timeout_ms,
+                        "timeout_ms",
+                        100,
+                        120_000,
+                        10_000,
+                    )?),
+                    max_in_flight: range(t.max_in_flight, "max_in_flight", 1, 1_000, 4)? as usize,
+                })
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "stt.engine",
+                    format!("{other:?} is not an STT engine: use \"whisper\" or \"http\""),
+                ));
+            }
+        };
+        Ok(SpeechConfig {
+            models_dir,
+            onnxruntime,
+            vad_sessions,
+            stt,
         })
     }
 

@@ -8,18 +8,48 @@
 //! with a timeout, so a peer that stops reading ends its own call and never
 //! stalls anyone else.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use media_core::audiosocket::{Decoder, HEADER_LEN};
-use media_core::{Agent, Call, CallConfig, EndReason, Event, MAX_TRANSMIT, Time};
+use media_core::{
+    Agent, Call, CallConfig, CallId, Ears, EndReason, Event, MAX_TRANSMIT, Time, Turn, TurnEnd,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
 use crate::server::Phase;
+use crate::stt::{SttError, SttRequest, Transcriber, Transcript};
+
+/// After the call ends, how long its last turns may take to transcribe.
+const TRANSCRIPT_GRACE: Duration = Duration::from_secs(60);
+
+/// Everything a call's driver needs besides its socket.
+#[derive(Debug)]
+pub(crate) struct CallSetup {
+    pub(crate) call_config: CallConfig,
+    pub(crate) agent: Box<dyn Agent>,
+    /// Turn detection, for listening agents.
+    pub(crate) ears: Option<Ears>,
+    /// Where turns go, for listening agents.
+    pub(crate) transcriber: Option<Arc<dyn Transcriber>>,
+    pub(crate) max_payload: usize,
+}
+
+/// A turn sent to STT, waiting for its text.
+struct PendingTurn {
+    speech_start: Time,
+    speech_end: Time,
+    decided_at: Time,
+    audio: Duration,
+    reason: TurnEnd,
+    rx: oneshot::Receiver<Result<Transcript, SttError>>,
+}
 
 /// A peer that does not take 3 s of writes is gone or stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,16 +65,19 @@ pub(crate) struct CallOutcome {
 pub(crate) async fn drive(
     mut stream: TcpStream,
     peer: SocketAddr,
-    call_config: CallConfig,
-    agent: Box<dyn Agent>,
-    max_payload: usize,
+    setup: CallSetup,
     mut phase: watch::Receiver<Phase>,
 ) -> CallOutcome {
     let epoch = Instant::now();
     let clock = move || Time::from_micros(epoch.elapsed().as_micros() as u64);
-    let mut call = Call::new(Time::ZERO, call_config, agent);
-    let decoder = Decoder::new(max_payload);
-    let mut rbuf: Vec<u8> = Vec::with_capacity(max_payload + HEADER_LEN + 4096);
+    let mut call = Call::new(Time::ZERO, setup.call_config, setup.agent);
+    if let Some(ears) = setup.ears {
+        call = call.with_ears(ears);
+    }
+    let transcriber = setup.transcriber;
+    let mut pending: VecDeque<PendingTurn> = VecDeque::new();
+    let decoder = Decoder::new(setup.max_payload);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(setup.max_payload + HEADER_LEN + 4096);
     let mut wbuf = vec![0u8; MAX_TRANSMIT];
     let mut outcome = None;
     debug!(%peer, "connection accepted");
@@ -68,8 +101,15 @@ pub(crate) async fn drive(
             }
         }
         while let Some(event) = call.poll_event() {
-            if let Some(reason) = log_event(event) {
-                outcome = Some(reason);
+            match event {
+                Event::Turn(turn) => {
+                    submit_turn(call.id(), turn, transcriber.as_deref(), &mut pending)
+                }
+                other => {
+                    if let Some(reason) = log_event(other) {
+                        outcome = Some(reason);
+                    }
+                }
             }
         }
         if call.is_closed() {
@@ -98,6 +138,27 @@ pub(crate) async fn drive(
                 }
             }
             () = sleep_or_forever(sleep_until) => call.handle_timeout(clock()),
+            result = next_transcript(&mut pending), if !pending.is_empty() => {
+                if let Some(turn) = pending.pop_front() {
+                    log_transcript(&turn, result, clock());
+                }
+            }
+        }
+    }
+    // The call is over; its last turns are still worth their text.
+    let grace = tokio::time::sleep(TRANSCRIPT_GRACE);
+    tokio::pin!(grace);
+    while !pending.is_empty() {
+        tokio::select! {
+            result = next_transcript(&mut pending) => {
+                if let Some(turn) = pending.pop_front() {
+                    log_transcript(&turn, result, clock());
+                }
+            }
+            () = &mut grace => {
+                warn!(turns = pending.len(), "call ended with turns still being transcribed; giving up on them");
+                break;
+            }
         }
     }
     // Best effort: the call is over either way.
@@ -127,6 +188,80 @@ fn feed(call: &mut Call, decoder: &Decoder, rbuf: &mut Vec<u8>, now: Time) {
     rbuf.drain(..used);
 }
 
+/// Hands a finished turn to STT (never blocks; a refusal is logged).
+fn submit_turn(
+    call: Option<CallId>,
+    turn: Turn,
+    transcriber: Option<&dyn Transcriber>,
+    pending: &mut VecDeque<PendingTurn>,
+) {
+    let (Some(call), Some(stt)) = (call, transcriber) else {
+        debug!(
+            audio_ms = turn.duration().as_millis() as u64,
+            "caller turn (no transcriber)"
+        );
+        return;
+    };
+    let (tx, rx) = oneshot::channel();
+    let waiting = PendingTurn {
+        speech_start: turn.speech_start,
+        speech_end: turn.speech_end,
+        decided_at: turn.decided_at,
+        audio: turn.duration(),
+        reason: turn.reason,
+        rx,
+    };
+    match stt.submit(SttRequest {
+        call,
+        turn,
+        reply: tx,
+    }) {
+        Ok(()) => pending.push_back(waiting),
+        Err(e) => warn!(
+            audio_ms = waiting.audio.as_millis() as u64,
+            "caller turn not transcribed: {e}"
+        ),
+    }
+}
+
+/// Waits for the oldest pending turn's transcript.
+async fn next_transcript(pending: &mut VecDeque<PendingTurn>) -> Result<Transcript, SttError> {
+    match pending.front_mut() {
+        Some(p) => (&mut p.rx).await.unwrap_or(Err(SttError::Stopped)),
+        None => std::future::pending().await,
+    }
+}
+
+/// Logs one caller turn with its timings.
+fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now: Time) {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let speech_ms = ms(turn.speech_end - turn.speech_start);
+    let endpoint_ms = ms(turn.decided_at - turn.speech_end);
+    let turn_end_to_text_ms = ms(now - turn.speech_end);
+    match result {
+        Ok(t) => info!(
+            text = %t.text,
+            confidence = format_args!("{:.2}", t.confidence),
+            start_ms = turn.speech_start.as_micros() / 1_000,
+            speech_ms,
+            audio_ms = ms(t.audio),
+            endpoint_ms,
+            queued_ms = ms(t.queued),
+            stt_ms = ms(t.processing),
+            turn_end_to_text_ms,
+            engine = %t.engine,
+            end = ?turn.reason,
+            "caller turn"
+        ),
+        Err(SttError::NoSpeech) => debug!(speech_ms, "turn had no words"),
+        Err(e) => warn!(
+            speech_ms,
+            audio_ms = ms(turn.audio),
+            "caller turn lost: {e}"
+        ),
+    }
+}
+
 async fn sleep_or_forever(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -144,6 +279,7 @@ fn log_event(event: Event) -> Option<EndReason> {
         Event::Format(rate) => debug!(%rate, "caller audio format"),
         Event::Dtmf(d) => info!(digit = %d, "dtmf"),
         Event::BadDtmf(b) => warn!(byte = b, "ignored a DTMF message that is not a digit"),
+        Event::SpeechStarted(at) => debug!(at_ms = at.as_micros() / 1_000, "caller speaking"),
         Event::Ended { reason, stats } => {
             let p = stats.playout;
             if reason.is_normal() {

@@ -14,6 +14,7 @@
 //! - [`systemd`]: `sd_notify` readiness.
 //! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
 //! - [`vad`]: Silero VAD behind media-core's `Vad` trait.
+//! - [`speech`]: the VAD model and transcriber shared by listening calls.
 //! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
 //! - `tls`: the one rustls crypto provider (ring).
 //!
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod dial;
 pub mod onnx;
+pub mod speech;
 pub mod stats;
 pub mod stt;
 pub mod systemd;

@@ -146,9 +146,40 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             AgentSpec::Echo { name, delay } => {
                 format!("{name} (echo, delay {} ms)", delay.as_millis())
             }
+            AgentSpec::Transcribe {
+                name,
+                vad,
+                endpoint,
+            } => format!(
+                "{name} (transcribe, {vad:?} VAD, min speech {} ms, hangover {} ms, pre-roll {} ms, max turn {} s)",
+                endpoint.min_speech.as_millis(),
+                endpoint.hangover.as_millis(),
+                endpoint.pre_roll.as_millis(),
+                endpoint.max_turn.as_secs()
+            ),
             other => other.name().to_string(),
         };
         println!("  listener {} on {} -> agent {agent}", l.name, l.address);
+    }
+    if config.listeners.iter().any(|l| l.agent.listens()) {
+        let s = &config.speech;
+        println!("  models in {}", s.models_dir.display());
+        match &s.stt {
+            hark::config::SttConfig::Whisper(w) => println!(
+                "  stt: whisper {} ({}), {} worker(s) x {} thread(s), queue {}, fitted window {}",
+                w.name,
+                w.model.display(),
+                w.workers,
+                w.threads,
+                w.queue,
+                w.fit_window
+            ),
+            hark::config::SttConfig::Http(h) => println!(
+                "  stt: {}/audio/transcriptions, model {}, {} in flight",
+                h.base_url, h.model, h.max_in_flight
+            ),
+            _ => {}
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,8 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Config, Listener};
-use crate::driver;
+use crate::driver::{self, CallSetup};
+use crate::speech::Speech;
 
 /// The application-specific AudioSocket error code hark sends when it refuses
 /// a call because it is at `max_calls`.
@@ -47,6 +48,9 @@ pub(crate) enum Phase {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
+    /// A model or the transcriber could not be loaded.
+    #[error("cannot load speech: {0}")]
+    Speech(#[from] crate::speech::SpeechError),
     /// A listener's address could not be bound.
     #[error("listener {name:?} cannot listen on {address}: {source}")]
     Bind {
@@ -82,11 +86,13 @@ struct Counters {
 pub struct Server {
     config: Arc<Config>,
     bound: Vec<(Listener, TcpListener)>,
+    speech: Option<Arc<Speech>>,
 }
 
 impl Server {
     /// Binds every configured listener.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let speech = Speech::load(&config)?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tcp = TcpListener::bind(l.address)
@@ -106,6 +112,7 @@ impl Server {
         Ok(Server {
             config: Arc::new(config),
             bound,
+            speech,
         })
     }
 
@@ -130,6 +137,7 @@ impl Server {
                 listener,
                 tcp,
                 Arc::clone(&self.config),
+                self.speech.clone(),
                 Arc::clone(&calls),
                 Arc::clone(&counters),
                 phase_rx.clone(),
@@ -189,6 +197,7 @@ async fn accept_loop(
     listener: Listener,
     tcp: TcpListener,
     config: Arc<Config>,
+    speech: Option<Arc<Speech>>,
     calls: Arc<Semaphore>,
     counters: Arc<Counters>,
     mut phase: watch::Receiver<Phase>,
@@ -220,13 +229,17 @@ async fn accept_loop(
                 };
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
                 let span = info_span!("call", listener = %listener.name, %peer, call_id = tracing::field::Empty);
-                let agent = listener.agent.build();
-                let call_config = config.call.clone();
-                let max_payload = config.max_payload;
+                let setup = CallSetup {
+                    call_config: config.call.clone(),
+                    agent: listener.agent.build(),
+                    ears: speech.as_ref().and_then(|s| s.ears(&listener.agent)),
+                    transcriber: speech.as_ref().map(|s| Arc::clone(s.transcriber())),
+                    max_payload: config.max_payload,
+                };
                 let phase = phase.clone();
                 tokio::spawn(
                     async move {
-                        let outcome = driver::drive(stream, peer, call_config, agent, max_payload, phase).await;
+                        let outcome = driver::drive(stream, peer, setup, phase).await;
                         drop(permit);
                         if matches!(outcome.reason, EndReason::Internal(_)) {
                             warn!(reason = %outcome.reason, "call ended by an internal error");

@@ -1,5 +1,7 @@
 //! Silero VAD through the real ONNX Runtime, on the committed fixtures.
 //! Needs `models/fetch.py` to have run (scripts/test does); fails loudly if not.
+// Test helpers may unwrap: a broken fixture must stop the test loudly.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

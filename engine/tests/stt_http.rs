@@ -1,5 +1,7 @@
 //! The OpenAI-compatible provider transcriber against a local server that
 //! speaks `/v1/audio/transcriptions`: multipart in, JSON (verbose_json) out.
+// Test helpers may unwrap: a broken fixture must stop the test loudly.
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
 //! Local Whisper (whisper.cpp through whisper-rs) on the committed espeak-ng
 //! fixtures and on real recorded Asterisk prompts. Needs models/fetch.py
 //! (scripts/test runs it) and Debian's asterisk-core-sounds-en-wav.
+// Test helpers may unwrap: a broken fixture must stop the test loudly.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -39,6 +39,15 @@ impl fmt::Display for CallId {
     }
 }
 
+/// Builds a call's [`Endpointer`] for the caller's sample rate.
+pub struct Ears(pub Box<dyn Fn(SampleRate) -> Endpointer + Send>);
+
+impl fmt::Debug for Ears {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ears")
+    }
+}
+
 /// Per-call settings (the engine builds them from `hark.toml`).
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -194,6 +203,8 @@ pub struct Call {
     agent: Box<dyn Agent>,
     /// Turn detection, for agents that listen.
     endpointer: Option<Endpointer>,
+    /// Builds the endpointer once the caller's rate is known.
+    ears: Option<Ears>,
     playout: Playout,
     /// Reused for inbound PCM -> samples.
     scratch: Vec<i16>,
@@ -221,6 +232,7 @@ impl Call {
             rate_known: false,
             agent,
             endpointer: None,
+            ears: None,
             playout,
             scratch: Vec::with_capacity(MAX_TRANSMIT / 2),
             frame_out: vec![0; MAX_TRANSMIT / 2],
@@ -236,6 +248,13 @@ impl Call {
     /// finished turns come out as [`Event::Turn`].
     pub fn with_endpointer(mut self, endpointer: Endpointer) -> Self {
         self.endpointer = Some(endpointer);
+        self
+    }
+
+    /// Adds turn detection built for the caller's rate when their first
+    /// audio arrives (and rebuilt if the rate changes).
+    pub fn with_ears(mut self, ears: Ears) -> Self {
+        self.ears = Some(ears);
         self
     }
 
@@ -286,6 +305,13 @@ impl Call {
                     self.rate_known = true;
                     if rate != self.playout.rate() {
                         self.playout.reset_rate(rate);
+                    }
+                    if self.ears.is_some() {
+                        if let Some(e) = self.endpointer.as_mut() {
+                            e.finish(now);
+                        }
+                        self.drain_endpointer();
+                        self.endpointer = self.ears.as_ref().map(|ears| (ears.0)(rate));
                     }
                     self.events.push_back(Event::Format(rate));
                 }

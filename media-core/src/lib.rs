@@ -31,7 +31,7 @@ mod resample;
 mod vad;
 
 pub use agent::{Agent, AgentAction, Digit, Echo, Transcribe};
-pub use call::{Call, CallConfig, CallId, CallStats, EndReason, Event, MAX_TRANSMIT};
+pub use call::{Call, CallConfig, CallId, CallStats, Ears, EndReason, Event, MAX_TRANSMIT};
 pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd};
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
 pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};

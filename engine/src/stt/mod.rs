@@ -32,7 +32,7 @@ use media_core::{CallId, Turn};
 use tokio::sync::oneshot;
 
 pub use guard::is_hallucination;
-pub use http::{HttpTranscriber, HttpTranscriberConfig};
+pub use http::{HttpStartError, HttpTranscriber, HttpTranscriberConfig};
 pub use wer::{normalize, word_errors};
 pub use whisper::{WhisperConfig, WhisperStartError, WhisperTranscriber};
 

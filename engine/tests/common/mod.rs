@@ -118,6 +118,24 @@ impl Daemon {
         }
     }
 
+    /// Waits up to `within` until `n` log lines contain `needle`.
+    pub fn wait_for_log_count(&mut self, needle: &str, n: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            self.pump_log();
+            if self.log.iter().filter(|l| l.contains(needle)).count() >= n {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if let Ok(l) = self.lines.recv_timeout(left.min(Duration::from_millis(50))) {
+                self.log.push(l);
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits up to `within` for the daemon to exit.
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
         let status = Command::new("kill")

@@ -1,0 +1,132 @@
+//! End to end: `hark serve` with a transcribe agent, `hark dial` streaming a
+//! three-turn fixture over real TCP; the daemon's logged transcripts must
+//! match the reference text.
+// Test helpers may unwrap: a broken fixture must stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use hark::dial::{DialOptions, dial};
+use hark::stt::word_errors;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn config(vad: &str) -> String {
+    format!(
+        r#"
+[speech]
+models_dir = "{models}"
+
+[stt]
+model = "tiny.en"
+threads = 2
+
+[[listener]]
+name = "ears"
+address = "127.0.0.1:0"
+agent = "listen"
+
+[agent.listen]
+kind = "transcribe"
+vad = "{vad}"
+"#,
+        models = root().join("models").display()
+    )
+}
+
+fn run(vad: &str) {
+    let mut daemon = Daemon::start(&config(vad));
+    let audio = hark::wav::read(&root().join("testdata/speech/turns.8k.wav")).unwrap();
+    let truth: Vec<String> = std::fs::read_to_string(root().join("testdata/speech/turns.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.splitn(3, '\t').nth(2).unwrap().to_string())
+        .collect();
+    let mut opts = DialOptions::new(daemon.address, audio.rate, audio.samples);
+    opts.tail = Duration::from_millis(1_500);
+    let report = runtime().block_on(dial(&opts)).expect("dial");
+    assert!(report.sent_frames > 500);
+    // The last turn ends at the hangover after the audio; its text follows.
+    for n in 1..=truth.len() {
+        let found = daemon.wait_for_log_count("caller turn", n, Duration::from_secs(60));
+        assert!(found, "only {} turns logged: {:#?}", n - 1, daemon.log);
+    }
+    let texts: Vec<String> = daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("caller turn"))
+        .map(|l| {
+            let a = l.find("text=").expect("text field") + 5;
+            let b = l[a..].find(" confidence=").expect("confidence field") + a;
+            l[a..b].to_string()
+        })
+        .collect();
+    assert_eq!(texts.len(), truth.len(), "{texts:#?}");
+    let (mut errors, mut words) = (0, 0);
+    for (got, want) in texts.iter().zip(&truth) {
+        let (e, w) = word_errors(want, got);
+        println!("{vad}: {e}/{w}: {got:?} (ref {want:?})");
+        errors += e;
+        words += w;
+    }
+    let wer = errors as f64 / words as f64;
+    // The espeak-ng threshold of tests/stt_whisper.rs.
+    assert!(wer <= 0.35, "WER {wer:.3}");
+    // Each turn carries its timings.
+    let line = daemon
+        .log
+        .iter()
+        .find(|l| l.contains("caller turn"))
+        .unwrap();
+    for field in [
+        "speech_ms=",
+        "endpoint_ms=",
+        "stt_ms=",
+        "turn_end_to_text_ms=",
+        "engine=whisper/tiny.en",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+}
+
+#[test]
+fn three_turns_are_transcribed_with_silero() {
+    run("silero");
+}
+
+#[test]
+fn three_turns_are_transcribed_with_the_energy_vad() {
+    run("energy");
+}
+
+#[test]
+fn a_missing_model_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hark.toml");
+    std::fs::write(
+        &path,
+        config("silero").replace(
+            &root().join("models").display().to_string(),
+            "/nonexistent/models",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/models") && err.contains("models/fetch.py"),
+        "{err}"
+    );
+}
