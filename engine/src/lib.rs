@@ -10,6 +10,7 @@
 //! - `driver`: the per-call task that owns the socket and the `Call`.
 //! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
 //! - [`wav`]: WAV in and out.
+//! - [`models`]: `hark models list|fetch`.
 //! - [`stats`]: hdrhistogram percentiles.
 //! - [`systemd`]: `sd_notify` readiness.
 //! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
@@ -26,6 +27,7 @@
 
 pub mod config;
 pub mod dial;
+pub mod models;
 pub mod onnx;
 pub mod speech;
 pub mod stats;

