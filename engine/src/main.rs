@@ -344,7 +344,11 @@ fn dial(args: DialArgs) -> anyhow::Result<ExitCode> {
             .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
             .unwrap_or_else(|| "-".into())
     );
-    println!("  receive interval {}", report.intervals());
+    if report.arrivals.len() > 1 {
+        println!("  receive interval {}", report.intervals());
+    } else {
+        println!("  no audio came back (a listening agent does not reply)");
+    }
     let (end, code) = match report.end {
         DialEnd::Finished => ("we finished and closed".to_string(), ExitCode::SUCCESS),
         DialEnd::ServerHangup => (
