@@ -163,7 +163,7 @@ fn a_full_queue_supersedes_the_same_calls_older_turn() {
     let a = hark::wav::read(&root().join("testdata/speech/weather.16k.wav")).unwrap();
     let call = CallId(uuid::Uuid::new_v4());
     let mut replies = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         let (tx, rx) = oneshot::channel();
         t.submit(SttRequest {
             call,
@@ -172,6 +172,17 @@ fn a_full_queue_supersedes_the_same_calls_older_turn() {
         })
         .expect("the same call may always replace its own waiting turn");
         replies.push(rx);
+        if i == 0 {
+            // Let the worker take the first turn, so the queue holds the next.
+            let start = std::time::Instant::now();
+            while t.waiting() > 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the worker never started"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
     // Another call finds the queue full of call 1's turn: refused, not blocked.
     let (tx, _rx) = oneshot::channel();

@@ -3,7 +3,7 @@
 //! A [`Transcriber`] takes a finished caller turn with [`Transcriber::submit`],
 //! which returns at once; the transcript arrives later on the request's
 //! oneshot channel. Local Whisper runs on a fixed pool of worker threads
-//! behind a bounded queue ([`queue`]); a provider transcriber sends the turn
+//! behind a bounded queue (`queue`); a provider transcriber sends the turn
 //! to an OpenAI-compatible `/v1/audio/transcriptions` endpoint.
 //!
 //! # Layout
