@@ -115,6 +115,22 @@ def ggml_tensors(v: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
         n = w.shape[0] // parts
         return [w[i * n : (i + 1) * n] for i in range(parts)], [b[i * n : (i + 1) * n] for i in range(parts)]
 
+    def self_attention(dst: str, src: str):
+        # CTranslate2 fuses Q|K|V; Whisper has no key bias.
+        yield from ln(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+        (wq, wk, wv), (bq, _bk, bv) = split(f"{src}/self_attention/linear_0", 3)
+        yield f"{dst}.attn.query.weight", wq
+        yield f"{dst}.attn.query.bias", bq
+        yield f"{dst}.attn.key.weight", wk
+        yield f"{dst}.attn.value.weight", wv
+        yield f"{dst}.attn.value.bias", bv
+        yield from linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+
+    def mlp(dst: str, src: str):
+        yield from ln(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+        yield from linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+        yield from linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+
     yield "encoder.positional_embedding", v["encoder/position_encodings/encodings"]
     for i in (1, 2):
         yield f"encoder.conv{i}.weight", v[f"encoder/conv{i}/weight"]
@@ -122,31 +138,15 @@ def ggml_tensors(v: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
         yield f"encoder.conv{i}.bias", bias.reshape(bias.shape[0], 1)
     for i in range(_layers(v, "encoder")):
         src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        yield from ln(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        (wq, wk, wv), (bq, _bk, bv) = split(f"{src}/self_attention/linear_0", 3)
-        yield f"{dst}.attn.query.weight", wq
-        yield f"{dst}.attn.query.bias", bq
-        yield f"{dst}.attn.key.weight", wk
-        yield f"{dst}.attn.value.weight", wv
-        yield f"{dst}.attn.value.bias", bv
-        yield from linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-        yield from ln(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-        yield from linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        yield from linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+        yield from self_attention(dst, src)
+        yield from mlp(dst, src)
     yield from ln("encoder.ln_post", "encoder/layer_norm")
 
     yield "decoder.positional_embedding", v["decoder/position_encodings/encodings"]
     yield "decoder.token_embedding.weight", v["decoder/embeddings/weight"]
     for i in range(_layers(v, "decoder")):
         src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        yield from ln(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        (wq, wk, wv), (bq, _bk, bv) = split(f"{src}/self_attention/linear_0", 3)
-        yield f"{dst}.attn.query.weight", wq
-        yield f"{dst}.attn.query.bias", bq
-        yield f"{dst}.attn.key.weight", wk
-        yield f"{dst}.attn.value.weight", wv
-        yield f"{dst}.attn.value.bias", bv
-        yield from linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+        yield from self_attention(dst, src)
         yield from ln(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
         yield from linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
         (wk, wv), (_bk, bv) = split(f"{src}/attention/linear_1", 2)
@@ -154,9 +154,7 @@ def ggml_tensors(v: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
         yield f"{dst}.cross_attn.value.weight", wv
         yield f"{dst}.cross_attn.value.bias", bv
         yield from linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-        yield from ln(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-        yield from linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-        yield from linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+        yield from mlp(dst, src)
     yield from ln("decoder.ln", "decoder/layer_norm")
 
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hark::stt::{SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors};
 use hdrhistogram::Histogram;
-use media_core::{CallId, SampleRate, Time, Turn, TurnEnd};
+use media_core::{CallId, SampleRate, Turn};
 
 const RUNS: usize = 8;
 
@@ -49,14 +49,7 @@ fn transcribe(t: &WhisperTranscriber, rate: SampleRate, samples: Vec<i16>) -> St
     let (tx, rx) = tokio::sync::oneshot::channel();
     t.submit(SttRequest {
         call: CallId(uuid::Uuid::new_v4()),
-        turn: Turn {
-            rate,
-            samples,
-            speech_start: Time::ZERO,
-            speech_end: Time::ZERO,
-            decided_at: Time::ZERO,
-            reason: TurnEnd::Silence,
-        },
+        turn: Turn::from_recording(rate, samples),
         reply: tx,
     })
     .unwrap();
@@ -131,14 +124,7 @@ fn main() {
                     let start = Instant::now();
                     t.submit(SttRequest {
                         call: CallId(uuid::Uuid::new_v4()),
-                        turn: Turn {
-                            rate: SampleRate::HZ_16000,
-                            samples: samples.clone(),
-                            speech_start: Time::ZERO,
-                            speech_end: Time::ZERO,
-                            decided_at: Time::ZERO,
-                            reason: TurnEnd::Silence,
-                        },
+                        turn: Turn::from_recording(SampleRate::HZ_16000, samples.clone()),
                         reply: tx,
                     })
                     .unwrap();

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use hark::stt::{HttpTranscriber, HttpTranscriberConfig, SttError, SttRequest, Transcriber};
-use media_core::{CallId, SampleRate, Time, Turn, TurnEnd};
+use media_core::{CallId, SampleRate, Turn};
 use tokio::sync::oneshot;
 
 /// What the server saw, and what it answers.
@@ -88,14 +88,7 @@ async fn start(server: Arc<Server>) -> SocketAddr {
 }
 
 fn turn() -> Turn {
-    Turn {
-        rate: SampleRate::HZ_8000,
-        samples: vec![100; 16_000],
-        speech_start: Time::ZERO,
-        speech_end: Time::ZERO,
-        decided_at: Time::ZERO,
-        reason: TurnEnd::Silence,
-    }
+    Turn::from_recording(SampleRate::HZ_8000, vec![100; 16_000])
 }
 
 fn client(addr: SocketAddr, timeout: Duration, max_in_flight: usize) -> HttpTranscriber {

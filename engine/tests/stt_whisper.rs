@@ -10,7 +10,7 @@ use std::time::Duration;
 use hark::stt::{
     SttError, SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors,
 };
-use media_core::{CallId, SampleRate, Time, Turn, TurnEnd};
+use media_core::{CallId, SampleRate, Turn};
 use tokio::sync::oneshot;
 
 fn root() -> PathBuf {
@@ -31,14 +31,7 @@ fn whisper(model: &str, fit_window: bool, workers: usize, queue: usize) -> Whisp
 }
 
 fn turn(rate: SampleRate, samples: Vec<i16>) -> Turn {
-    Turn {
-        rate,
-        samples,
-        speech_start: Time::ZERO,
-        speech_end: Time::ZERO,
-        decided_at: Time::ZERO,
-        reason: TurnEnd::Silence,
-    }
+    Turn::from_recording(rate, samples)
 }
 
 fn transcribe(t: &WhisperTranscriber, turn: Turn) -> Result<hark::stt::Transcript, SttError> {

@@ -93,6 +93,19 @@ pub struct Turn {
 }
 
 impl Turn {
+    /// A turn made from a recording rather than a live call (tests, tools):
+    /// its times are zero and it ended on silence.
+    pub fn from_recording(rate: SampleRate, samples: Vec<i16>) -> Self {
+        Self {
+            rate,
+            samples,
+            speech_start: Time::ZERO,
+            speech_end: Time::ZERO,
+            decided_at: Time::ZERO,
+            reason: TurnEnd::Silence,
+        }
+    }
+
     /// Length of the turn's audio.
     pub fn duration(&self) -> Duration {
         self.rate.duration_of(self.samples.len())

@@ -36,4 +36,4 @@ pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd};
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
 pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};
 pub use resample::{ResampleError, Resampler};
-pub use vad::{EnergyVad, EnergyVadConfig, Vad, VadError};
+pub use vad::{EnergyVad, EnergyVadConfig, Vad, VadError, check_window};

@@ -31,6 +31,18 @@ pub enum VadError {
     Inference,
 }
 
+/// The error for a window of the wrong size, or `Ok` (for `Vad` impls).
+pub fn check_window(expected: usize, window: &[i16]) -> Result<(), VadError> {
+    if window.len() == expected {
+        Ok(())
+    } else {
+        Err(VadError::WindowSize {
+            expected,
+            got: window.len(),
+        })
+    }
+}
+
 /// A per-call voice activity detector.
 pub trait Vad: Send + fmt::Debug {
     /// The rate windows must be at.
@@ -113,12 +125,7 @@ impl Vad for EnergyVad {
     }
 
     fn probability(&mut self, window: &[i16]) -> Result<f32, VadError> {
-        if window.len() != self.window {
-            return Err(VadError::WindowSize {
-                expected: self.window,
-                got: window.len(),
-            });
-        }
+        check_window(self.window, window)?;
         let level = level_db(window);
         // The floor starts at the first window (capped: a call may open
         // with speech), falls fast (a quiet window is noise) and rises

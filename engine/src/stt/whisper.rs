@@ -102,7 +102,7 @@ impl WhisperTranscriber {
         let ctx =
             WhisperContext::new_with_params(&config.model, WhisperContextParameters::default())
                 .map_err(|e| fail(e.to_string()))?;
-        let ctx = Arc::new(ctx);
+        // Each worker's state holds the shared model alive.
         let queue = Arc::new(JobQueue::new(config.queue));
         let name = format!("whisper/{}", config.name);
         let mut workers = Vec::with_capacity(config.workers.max(1));

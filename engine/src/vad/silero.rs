@@ -172,12 +172,7 @@ impl Vad for SileroVad {
     }
 
     fn probability(&mut self, window: &[i16]) -> Result<f32, VadError> {
-        if window.len() != self.window {
-            return Err(VadError::WindowSize {
-                expected: self.window,
-                got: window.len(),
-            });
-        }
+        media_core::check_window(self.window, window)?;
         // Slide: the tail of the last input becomes this window's context.
         self.input.copy_within(self.window.., 0);
         for (dst, &s) in self.input[self.context..].iter_mut().zip(window) {

@@ -102,20 +102,7 @@ impl Daemon {
 
     /// Waits up to `within` for a log line containing `needle`.
     pub fn wait_for_log(&mut self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            self.pump_log();
-            if self.log.iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            if let Ok(l) = self.lines.recv_timeout(left.min(Duration::from_millis(50))) {
-                self.log.push(l);
-            }
-        }
+        self.wait_for_log_count(needle, 1, within)
     }
 
     /// Waits up to `within` until `n` log lines contain `needle`.
