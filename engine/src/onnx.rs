@@ -8,9 +8,12 @@
 //! the same environment (or the same error).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, TryLockError};
 
 use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
 
 /// Why ONNX Runtime is not available.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,4 +62,80 @@ pub fn environment(library: &Path) -> Result<Environment, OnnxError> {
                 .map_err(|e| load(e.to_string()))
         })
         .clone()
+}
+
+/// A model loaded as a few ONNX Runtime sessions shared by all calls.
+///
+/// `Session::run` needs exclusive access, so each session has its own
+/// mutex, held for one inference only. A caller takes the first free
+/// session (round robin start), and waits only when all are busy.
+pub(crate) struct SessionPool {
+    path: PathBuf,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool")
+            .field("path", &self.path)
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+impl SessionPool {
+    /// Loads `model` `sessions` times, each with `threads` intra-op threads.
+    pub(crate) fn load(
+        library: &Path,
+        model: &Path,
+        sessions: usize,
+        threads: usize,
+    ) -> Result<Self, OnnxError> {
+        let env = environment(library)?;
+        let fail = |reason: String| OnnxError::Model {
+            path: model.to_path_buf(),
+            reason,
+        };
+        if !model.exists() {
+            return Err(fail("no such file (run models/fetch.py)".into()));
+        }
+        let mut pool = Vec::with_capacity(sessions.max(1));
+        for _ in 0..sessions.max(1) {
+            let session = Session::builder(&env)
+                .map_err(|e| fail(e.to_string()))?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| fail(e.to_string()))?
+                .with_intra_threads(threads.max(1))
+                .map_err(|e| fail(e.to_string()))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(e.to_string()))?
+                .commit_from_file(model)
+                .map_err(|e| fail(e.to_string()))?;
+            pool.push(Mutex::new(session));
+        }
+        Ok(Self {
+            path: model.to_path_buf(),
+            sessions: pool,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on a free session (waiting for one if all are busy).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            match self.sessions[(start + i) % n].try_lock() {
+                Ok(mut s) => return f(&mut s),
+                Err(TryLockError::WouldBlock) => continue,
+                // A panic mid-inference leaves the session usable.
+                Err(TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
+            }
+        }
+        let mut s = self.sessions[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&mut s)
+    }
 }

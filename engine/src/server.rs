@@ -92,7 +92,7 @@ pub struct Server {
 impl Server {
     /// Binds every configured listener.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
-        let speech = Speech::load(&config)?;
+        let speech = Speech::load(&config).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tcp = TcpListener::bind(l.address)
@@ -233,7 +233,8 @@ async fn accept_loop(
                     call_config: config.call.clone(),
                     agent: listener.agent.build(),
                     ears: speech.as_ref().and_then(|s| s.ears(&listener.agent)),
-                    transcriber: speech.as_ref().map(|s| Arc::clone(s.transcriber())),
+                    transcriber: speech.as_ref().and_then(|s| s.transcriber().cloned()),
+                    mouth: speech.as_ref().and_then(|s| s.mouth(&listener.agent)),
                     max_payload: config.max_payload,
                 };
                 let phase = phase.clone();

@@ -1,4 +1,5 @@
-//! The speech resources calls share: the VAD model and the transcriber.
+//! The speech resources calls share: the VAD model, the transcriber, the
+//! voice and the prompt cache.
 //!
 //! Loaded once at start-up, only when some agent listens; a model that is
 //! missing stops the start with a message naming it, rather than failing
@@ -6,10 +7,15 @@
 
 use std::sync::Arc;
 
-use media_core::{Ears, Endpointer, EnergyVad, EnergyVadConfig};
+use std::time::Duration;
 
-use crate::config::{AgentSpec, Config, SttConfig, VadKind};
+use media_core::{Ears, Endpointer, EnergyVad, EnergyVadConfig, SampleRate};
+
+use crate::config::{AgentSpec, Config, SttConfig, TtsConfig, VadKind};
 use crate::stt::{HttpTranscriber, Transcriber, WhisperTranscriber};
+use crate::tts::{
+    HttpSynthesizer, PiperSynthesizer, PiperVoice, PromptCache, Synthesizer, TtsError,
+};
 use crate::vad::SileroModel;
 
 /// Why the speech resources could not be loaded.
@@ -25,30 +31,49 @@ pub enum SpeechError {
     /// The provider transcriber.
     #[error(transparent)]
     Http(#[from] crate::stt::HttpStartError),
+    /// The voice, or a prompt it could not say.
+    #[error(transparent)]
+    Tts(#[from] TtsError),
 }
+
+/// How a speaking call talks: its synthesizer and the cached prompts.
+#[derive(Debug, Clone)]
+pub struct Mouth {
+    /// The agent's voice and speaking rate.
+    pub synth: Arc<dyn Synthesizer>,
+    /// Fixed texts synthesized at start-up, keyed by their text.
+    pub cache: Arc<PromptCache>,
+    /// Longest wait for a sentence end before speaking anyway.
+    pub max_wait: Duration,
+}
+
+/// Rates prompts are cached at: what `AudioSocket()`/`c(slin)` and
+/// `c(slin16)` send.
+const PROMPT_RATES: [SampleRate; 2] = [SampleRate::HZ_8000, SampleRate::HZ_16000];
 
 /// Shared by every call that listens.
 #[derive(Debug)]
 pub struct Speech {
     silero: Option<Arc<SileroModel>>,
-    transcriber: Arc<dyn Transcriber>,
+    transcriber: Option<Arc<dyn Transcriber>>,
+    piper: Option<Arc<PiperVoice>>,
+    http_tts: Option<Arc<dyn Synthesizer>>,
+    cache: Arc<PromptCache>,
+    max_wait: Duration,
 }
 
 impl Speech {
-    /// Loads what the configured agents need; `None` when no agent listens.
-    /// Call inside a tokio runtime (the HTTP transcriber spawns on it).
-    pub fn load(config: &Config) -> Result<Option<Arc<Speech>>, SpeechError> {
-        let listening: Vec<&AgentSpec> = config
-            .listeners
-            .iter()
-            .map(|l| &l.agent)
-            .filter(|a| a.listens())
-            .collect();
-        if listening.is_empty() {
+    /// Loads what the configured agents need; `None` when no agent listens
+    /// or speaks. Call inside a tokio runtime (HTTP clients spawn on it).
+    pub async fn load(config: &Config) -> Result<Option<Arc<Speech>>, SpeechError> {
+        let agents: Vec<&AgentSpec> = config.listeners.iter().map(|l| &l.agent).collect();
+        let listens = agents.iter().any(|a| a.listens());
+        let speaks = agents.iter().any(|a| a.speaks());
+        if !listens && !speaks {
             return Ok(None);
         }
         let s = &config.speech;
-        let needs_silero = listening.iter().any(|a| {
+        let needs_silero = agents.iter().any(|a| {
             matches!(
                 a,
                 AgentSpec::Transcribe {
@@ -66,24 +91,92 @@ impl Speech {
         } else {
             None
         };
-        let transcriber: Arc<dyn Transcriber> = match &s.stt {
-            SttConfig::Whisper(w) => Arc::new(WhisperTranscriber::start(w.clone())?),
-            SttConfig::Http(h) => Arc::new(HttpTranscriber::new(h.clone())?),
+        let transcriber: Option<Arc<dyn Transcriber>> = match (&s.stt, listens) {
+            (_, false) => None,
+            (SttConfig::Whisper(w), true) => Some(Arc::new(WhisperTranscriber::start(w.clone())?)),
+            (SttConfig::Http(h), true) => Some(Arc::new(HttpTranscriber::new(h.clone())?)),
         };
-        tracing::info!(
-            stt = transcriber.name(),
-            silero = silero.is_some(),
-            "speech loaded"
-        );
-        Ok(Some(Arc::new(Speech {
+        let (piper, http_tts): (Option<Arc<PiperVoice>>, Option<Arc<dyn Synthesizer>>) =
+            match (&s.tts, speaks) {
+                (_, false) => (None, None),
+                (
+                    TtsConfig::Piper {
+                        voice,
+                        sessions,
+                        threads,
+                    },
+                    true,
+                ) => (
+                    Some(PiperVoice::load(
+                        &s.onnxruntime,
+                        voice,
+                        *sessions,
+                        *threads,
+                    )?),
+                    None,
+                ),
+                (TtsConfig::Http(h), true) => {
+                    (None, Some(Arc::new(HttpSynthesizer::new(h.clone())?)))
+                }
+            };
+        let mut speech = Speech {
             silero,
             transcriber,
-        })))
+            piper,
+            http_tts,
+            cache: Arc::new(PromptCache::default()),
+            max_wait: s.tts_max_wait,
+        };
+        // Fixed texts are synthesized once, now, not on every call.
+        let mut cache = PromptCache::default();
+        for agent in &agents {
+            if let (AgentSpec::Say { text, .. }, Some(synth)) = (agent, speech.synthesizer(agent)) {
+                let one = PromptCache::build(
+                    synth.as_ref(),
+                    &[(text.clone(), text.clone())],
+                    &PROMPT_RATES,
+                )
+                .await?;
+                cache.extend(one);
+            }
+        }
+        speech.cache = Arc::new(cache);
+        tracing::info!(
+            stt = speech.transcriber.as_ref().map(|t| t.name().to_string()),
+            silero = speech.silero.is_some(),
+            prompts = speech.cache.len(),
+            "speech loaded"
+        );
+        Ok(Some(Arc::new(speech)))
     }
 
-    /// The transcriber.
-    pub fn transcriber(&self) -> &Arc<dyn Transcriber> {
-        &self.transcriber
+    /// The transcriber, when some agent listens.
+    pub fn transcriber(&self) -> Option<&Arc<dyn Transcriber>> {
+        self.transcriber.as_ref()
+    }
+
+    /// The synthesizer for `agent` (with its speaking rate), if it speaks.
+    fn synthesizer(&self, agent: &AgentSpec) -> Option<Arc<dyn Synthesizer>> {
+        let AgentSpec::Say { length_scale, .. } = agent else {
+            return None;
+        };
+        match (&self.piper, &self.http_tts) {
+            (Some(voice), _) => Some(Arc::new(PiperSynthesizer::new(
+                Arc::clone(voice),
+                *length_scale,
+            ))),
+            (None, Some(http)) => Some(Arc::clone(http)),
+            (None, None) => None,
+        }
+    }
+
+    /// How a call of `agent` speaks, if it does.
+    pub fn mouth(&self, agent: &AgentSpec) -> Option<Mouth> {
+        Some(Mouth {
+            synth: self.synthesizer(agent)?,
+            cache: Arc::clone(&self.cache),
+            max_wait: self.max_wait,
+        })
     }
 
     /// Turn detection for a call of `agent`, if it listens.

@@ -172,6 +172,9 @@ pub enum Event {
     SpeechStarted(Time),
     /// The caller finished a turn (with an endpointer): hand it to STT.
     Turn(Turn),
+    /// The agent wants this said: synthesize it, feed the audio to
+    /// [`Call::play`], then call [`Call::handle_speech_done`].
+    Speak(String),
     /// The call is over; nothing more will be transmitted.
     Ended {
         /// Why.
@@ -294,6 +297,7 @@ impl Call {
                 self.id = Some(CallId(uuid));
                 self.state = State::Active;
                 self.events.push_back(Event::Started(CallId(uuid)));
+                self.agent.handle_start(now);
             }
             (State::AwaitingUuid, _) => self.finish(EndReason::MissingUuid),
             // Asterisk sends the UUID once; a repeat changes nothing.
@@ -356,6 +360,32 @@ impl Call {
         self.last_now = self.last_now.max(now);
         if self.state != State::Closed {
             self.finish(EndReason::Protocol(error));
+        }
+    }
+
+    /// Queues synthesized speech for paced playout; returns the samples
+    /// taken (fewer when the playout queue is full). Audio must be at
+    /// [`rate`](Self::rate).
+    pub fn play(&mut self, now: Time, samples: &[i16]) -> usize {
+        self.last_now = self.last_now.max(now);
+        if matches!(self.state, State::Active | State::Draining) {
+            self.playout.push(now, samples)
+        } else {
+            0
+        }
+    }
+
+    /// Outgoing audio queued and not yet sent.
+    pub fn queued_audio(&self) -> Duration {
+        self.playout.queued()
+    }
+
+    /// Everything the agent asked to say has been handed to [`play`](Self::play).
+    pub fn handle_speech_done(&mut self, now: Time) {
+        self.last_now = self.last_now.max(now);
+        if self.state == State::Active {
+            self.agent.handle_speech_done(now);
+            self.drain_agent();
         }
     }
 
@@ -491,6 +521,7 @@ impl Call {
                         self.state = State::Draining;
                     }
                 }
+                AgentAction::Speak(text) => self.events.push_back(Event::Speak(text)),
             }
         }
     }

@@ -30,7 +30,7 @@ mod playout;
 mod resample;
 mod vad;
 
-pub use agent::{Agent, AgentAction, Digit, Echo, Transcribe};
+pub use agent::{Agent, AgentAction, Digit, Echo, Say, Transcribe};
 pub use call::{Call, CallConfig, CallId, CallStats, Ears, EndReason, Event, MAX_TRANSMIT};
 pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd};
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};

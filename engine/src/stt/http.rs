@@ -161,7 +161,7 @@ async fn post(
     let resp = req
         .send()
         .await
-        .map_err(|e| SttError::Failed(format!("{url}: {}", without_url(&e))))?;
+        .map_err(|e| SttError::Failed(format!("{url}: {}", without_url(e))))?;
     let status = resp.status();
     let body = read_limited(resp).await?;
     if !status.is_success() {
@@ -194,12 +194,8 @@ async fn post(
 }
 
 /// reqwest's error text without the URL repeated.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(&format!(" ({url})"), "");
-    }
-    s
+fn without_url(e: reqwest::Error) -> String {
+    e.without_url().to_string()
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, SttError> {
@@ -207,7 +203,7 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, SttError> 
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| SttError::Failed(format!("reading the response: {}", without_url(&e))))?
+        .map_err(|e| SttError::Failed(format!("reading the response: {}", without_url(e))))?
     {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(SttError::Failed(format!(

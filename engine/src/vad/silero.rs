@@ -9,34 +9,22 @@
 //! A call takes the first free session, so the cost of a window does not grow
 //! with the number of calls until every session is busy.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::path::Path;
+use std::sync::Arc;
 
 use media_core::{SampleRate, Vad, VadError};
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
-use crate::onnx::OnnxError;
+use crate::onnx::{OnnxError, SessionPool};
 
 /// Samples in the state tensor: 2 x 1 x 128.
 const STATE_LEN: usize = 2 * 128;
 
 /// The shared, loaded Silero model.
+#[derive(Debug)]
 pub struct SileroModel {
-    path: PathBuf,
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
-}
-
-impl std::fmt::Debug for SileroModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SileroModel")
-            .field("path", &self.path)
-            .field("sessions", &self.sessions.len())
-            .finish()
-    }
+    pool: SessionPool,
 }
 
 impl SileroModel {
@@ -45,32 +33,8 @@ impl SileroModel {
     /// running single-threaded: parallelism comes from calls, not from
     /// splitting one tiny inference.
     pub fn load(library: &Path, model: &Path, sessions: usize) -> Result<Arc<Self>, OnnxError> {
-        let env = crate::onnx::environment(library)?;
-        let fail = |reason: String| OnnxError::Model {
-            path: model.to_path_buf(),
-            reason,
-        };
-        if !model.exists() {
-            return Err(fail("no such file (run models/fetch.py)".into()));
-        }
-        let mut pool = Vec::with_capacity(sessions.max(1));
-        for _ in 0..sessions.max(1) {
-            let session = Session::builder(&env)
-                .map_err(|e| fail(e.to_string()))?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| fail(e.to_string()))?
-                .with_intra_threads(1)
-                .map_err(|e| fail(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| fail(e.to_string()))?
-                .commit_from_file(model)
-                .map_err(|e| fail(e.to_string()))?;
-            pool.push(Mutex::new(session));
-        }
         Ok(Arc::new(Self {
-            path: model.to_path_buf(),
-            sessions: pool,
-            next: AtomicUsize::new(0),
+            pool: SessionPool::load(library, model, sessions, 1)?,
         }))
     }
 
@@ -97,23 +61,9 @@ impl SileroModel {
         }
     }
 
-    /// Runs one window on the first free session (or waits for one).
+    /// Runs one window on a free session.
     fn infer(&self, input: &[f32], state: &mut [f32], sr: i64) -> Result<f32, String> {
-        let n = self.sessions.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            match self.sessions[(start + i) % n].try_lock() {
-                Ok(mut s) => return run(&mut s, input, state, sr),
-                Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::Poisoned(p)) => {
-                    return run(&mut p.into_inner(), input, state, sr);
-                }
-            }
-        }
-        let mut s = self.sessions[start % n]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        run(&mut s, input, state, sr)
+        self.pool.with(|s| run(s, input, state, sr))
     }
 }
 

@@ -7,11 +7,13 @@
 //! when it next needs attention through [`Agent::poll_timeout`].
 
 mod echo;
+mod say;
 mod transcribe;
 
 use std::fmt;
 
 pub use echo::Echo;
+pub use say::Say;
 pub use transcribe::Transcribe;
 
 use crate::frame::{Frame, Time};
@@ -24,6 +26,10 @@ pub enum AgentAction {
     /// Finish playing what is queued, then send AudioSocket hangup (0x00) so
     /// the dialplan continues (the hand-off path).
     Hangup,
+    /// Say this text. The driver synthesizes it (I/O, outside the core),
+    /// feeds the audio back with [`Call::play`](crate::Call::play), and
+    /// reports the end with [`Call::handle_speech_done`](crate::Call::handle_speech_done).
+    Speak(String),
 }
 
 /// A DTMF digit: `0-9`, `*`, `#`, `A-D`.
@@ -58,6 +64,16 @@ impl fmt::Display for Digit {
 /// replies on `playout`. After each input and at each deadline the call
 /// drains [`poll_action`](Agent::poll_action).
 pub trait Agent: Send + fmt::Debug {
+    /// The call is live (its UUID arrived).
+    fn handle_start(&mut self, now: Time) {
+        let _ = now;
+    }
+
+    /// Everything asked with [`AgentAction::Speak`] has been queued for playout.
+    fn handle_speech_done(&mut self, now: Time) {
+        let _ = now;
+    }
+
     /// The caller's audio. The first frame also fixes the call's rate.
     fn handle_audio(&mut self, now: Time, frame: Frame<'_>, playout: &mut Playout);
 

@@ -1,0 +1,90 @@
+//! End to end: `hark serve` with a say agent; `hark dial` hears the
+//! announcement (from the start-up prompt cache), paced in real time, then
+//! gets AudioSocket hangup; hark's own Whisper checks what was said.
+
+// Test helpers may unwrap: a broken fixture must stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use hark::dial::{DialEnd, DialOptions, dial};
+use hark::stt::{SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors};
+use media_core::{CallId, SampleRate, Turn};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+const TEXT: &str = "Thank you for calling. Our offices are closed today.";
+
+#[test]
+fn the_caller_hears_the_announcement_then_the_dialplan_continues() {
+    let config = format!(
+        r#"
+[speech]
+models_dir = "{models}"
+
+[[listener]]
+name = "hello"
+address = "127.0.0.1:0"
+agent = "hello"
+
+[agent.hello]
+kind = "say"
+text = "{TEXT}"
+"#,
+        models = root().join("models").display()
+    );
+    let mut daemon = Daemon::start(&config);
+    assert!(
+        daemon
+            .log
+            .iter()
+            .any(|l| l.contains("speech loaded") && l.contains("prompts=2")),
+        "{:#?}",
+        daemon.log
+    );
+    // The caller sends 6 s of silence while listening, as a phone would.
+    let mut opts = DialOptions::new(daemon.address, SampleRate::HZ_8000, vec![0; 48_000]);
+    opts.tail = Duration::from_secs(2);
+    let report = runtime().block_on(dial(&opts)).unwrap();
+    assert_eq!(
+        report.end,
+        DialEnd::ServerHangup,
+        "hark hangs up after speaking"
+    );
+    let secs = report.received.len() as f64 / 8_000.0;
+    assert!((2.0..8.0).contains(&secs), "{secs} s of speech");
+    // Paced: the gaps between frames are 20 ms (loose bound: a loaded CI box).
+    let i = report.intervals();
+    assert!(
+        i.p50 >= Duration::from_millis(19) && i.p50 <= Duration::from_millis(21),
+        "{i}"
+    );
+    // What the caller heard, through Whisper.
+    let stt = WhisperTranscriber::start(WhisperConfig {
+        model: root().join("models/whisper/ggml-tiny.en.bin"),
+        name: "tiny.en".into(),
+        language: Some("en".into()),
+        threads: 2,
+        workers: 1,
+        queue: 1,
+        fit_window: true,
+    })
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    stt.submit(SttRequest {
+        call: CallId(uuid::Uuid::new_v4()),
+        turn: Turn::from_recording(SampleRate::HZ_8000, report.received.clone()),
+        reply: tx,
+    })
+    .unwrap();
+    let heard = rx.blocking_recv().unwrap().unwrap().text;
+    let (e, w) = word_errors(TEXT, &heard);
+    assert!(e * 5 <= w, "heard {heard:?}");
+    assert!(daemon.wait_for_log("reason=agent hung up", Duration::from_secs(5)));
+}

@@ -1,0 +1,55 @@
+//! The say agent: asks for speech at start, plays what the driver feeds
+//! back at one frame per tick, then hangs up after the last frame.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use media_core::{CallConfig, EndReason, Event, Say};
+use uuid::Uuid;
+
+#[test]
+fn speaks_at_start_then_hangs_up_after_the_last_frame() {
+    let mut sim = Sim::new(
+        CallConfig {
+            send_ahead: 0,
+            ..CallConfig::default()
+        },
+        Box::new(Say::new("Our offices are closed.", true)),
+    );
+    sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
+    assert!(
+        sim.events
+            .contains(&Event::Speak("Our offices are closed.".into()))
+    );
+    // The driver synthesizes 1 s of audio and feeds it back in two pieces.
+    let now = sim.now;
+    assert_eq!(sim.call.play(now, &ramp(0, 4_000)), 4_000);
+    assert_eq!(sim.call.play(now, &ramp(4_000, 4_000)), 4_000);
+    assert_eq!(sim.call.queued_audio(), Duration::from_secs(1));
+    let now = sim.now;
+    sim.call.handle_speech_done(now);
+    sim.run_until(at_ms(2_000));
+    let audio = sim.sent_audio();
+    assert_eq!(audio.len(), 50);
+    assert_eq!(sim.sent_samples(), ramp(0, 8_000));
+    for pair in audio.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, Duration::from_millis(20));
+    }
+    // Hangup (0x00) goes out right after the last frame, so the dialplan continues.
+    assert_eq!(sim.sent.last().map(|(_, b)| b.clone()), Some(vec![0, 0, 0]));
+    assert_eq!(sim.ended(), Some(&EndReason::AgentHangup));
+}
+
+#[test]
+fn without_hangup_the_call_stays_up() {
+    let mut sim = Sim::new(CallConfig::default(), Box::new(Say::new("Hello.", false)));
+    sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
+    let now = sim.now;
+    sim.call.play(now, &ramp(0, 1_600));
+    sim.call.handle_speech_done(now);
+    sim.run_until(at_ms(5_000));
+    assert!(!sim.call.is_closed());
+    assert!(!sim.sent_hangup());
+}
