@@ -82,6 +82,8 @@ pub struct SpeechConfig {
     pub tts: TtsConfig,
     /// Longest wait before a reply's text without a sentence end is spoken.
     pub tts_max_wait: Duration,
+    /// Fixed phrases (greeting, hold, goodbye, ...) synthesized at start-up.
+    pub prompts: BTreeMap<String, String>,
 }
 
 /// Which text-to-speech engine.
@@ -293,6 +295,9 @@ struct RawTts {
     api_key_file: Option<String>,
     /// http: default 10,000 ms.
     timeout_ms: Option<u64>,
+    /// Fixed phrases by name, synthesized once at start-up.
+    #[serde(default)]
+    prompts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -859,6 +864,14 @@ impl RawConfig {
                 ));
             }
         };
+        for (name, text) in &tt.prompts {
+            if text.trim().is_empty() || text.len() > 2_000 {
+                return Err(invalid(
+                    format!("tts.prompts.{name}"),
+                    "must hold 1 to 2,000 characters",
+                ));
+            }
+        }
         Ok(SpeechConfig {
             models_dir,
             onnxruntime,
@@ -866,6 +879,7 @@ impl RawConfig {
             stt,
             tts,
             tts_max_wait,
+            prompts: tt.prompts.clone(),
         })
     }
 
@@ -1054,6 +1068,36 @@ delay_ms = 1000
         let e = err(&GOOD.replace("delay_ms = 200", "delay_ms = 200\ncolour = 1"));
         assert!(e.contains("colour"), "{e}");
         assert!(err("this is not toml").contains("line 1"));
+    }
+
+    #[test]
+    fn speech_settings_are_validated_by_name() {
+        let base = "[[listener]]\nname='a'\naddress='127.0.0.1:1'\nagent='s'\n[agent.s]\nkind='say'\ntext='Hello.'\n";
+        let c = Config::parse(base).unwrap();
+        assert!(c.listeners[0].agent.speaks());
+        assert!(matches!(c.speech.tts, TtsConfig::Piper { sessions: 1, threads: 2, .. }));
+        assert_eq!(c.speech.tts_max_wait, Duration::from_millis(300));
+        let cases = [
+            (base.replace("text='Hello.'", "text='  '"), "agent.s.text"),
+            (format!("{base}length_scale = 9.0\n"), "agent.s.length_scale"),
+            (format!("{base}[tts]\nengine='espeak'\n"), "tts.engine"),
+            (format!("{base}[tts]\nengine='http'\n"), "tts.url"),
+            (format!("{base}[tts]\nmax_wait_ms=1\n"), "tts.max_wait_ms"),
+            (format!("{base}[tts.prompts]\nhold=''\n"), "tts.prompts.hold"),
+            (format!("{base}[stt]\nmodel='huge'\n"), "stt.model"),
+            (format!("{base}[stt]\nmodel='tiny.en'\nlanguage='de'\n"), "stt.language"),
+            (format!("{base}[speech]\nvad_sessions=0\n"), "speech.vad_sessions"),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let c = Config::parse(&format!(
+            "{base}[tts.prompts]\ngreeting='Hi there.'\n[tts]\nengine='http'\nurl='http://127.0.0.1:8880/v1'\n"
+        ));
+        let c = c.unwrap();
+        assert!(matches!(&c.speech.tts, TtsConfig::Http(h) if h.model == "tts-1" && h.voice == "alloy"));
+        assert_eq!(c.speech.prompts["greeting"], "Hi there.");
     }
 
     #[test]

@@ -194,6 +194,17 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             AgentSpec::Echo { name, delay } => {
                 format!("{name} (echo, delay {} ms)", delay.as_millis())
             }
+            AgentSpec::Say {
+                name,
+                text,
+                hangup,
+                length_scale,
+            } => format!(
+                "{name} (say {:?}{}, length scale {})",
+                text.chars().take(40).collect::<String>(),
+                if *hangup { ", then hang up" } else { "" },
+                length_scale.map_or("as the voice".to_string(), |l| l.to_string())
+            ),
             AgentSpec::Transcribe {
                 name,
                 vad,
@@ -208,6 +219,24 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             other => other.name().to_string(),
         };
         println!("  listener {} on {} -> agent {agent}", l.name, l.address);
+    }
+    if config.listeners.iter().any(|l| l.agent.speaks()) {
+        match &config.speech.tts {
+            hark::config::TtsConfig::Piper {
+                voice,
+                sessions,
+                threads,
+            } => println!(
+                "  tts: piper {} ({sessions} session(s) x {threads} thread(s)), {} prompt(s)",
+                voice.display(),
+                config.speech.prompts.len()
+            ),
+            hark::config::TtsConfig::Http(h) => println!(
+                "  tts: {}/audio/speech, model {}, voice {}",
+                h.base_url, h.model, h.voice
+            ),
+            _ => {}
+        }
     }
     if config.listeners.iter().any(|l| l.agent.listens()) {
         let s = &config.speech;

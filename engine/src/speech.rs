@@ -127,8 +127,21 @@ impl Speech {
             cache: Arc::new(PromptCache::default()),
             max_wait: s.tts_max_wait,
         };
-        // Fixed texts are synthesized once, now, not on every call.
+        // Fixed texts are synthesized once, now, not on every call: the
+        // configured prompts (keyed by name and by their text) and every
+        // say agent's text.
         let mut cache = PromptCache::default();
+        if let Some(agent) = agents.iter().find(|a| a.speaks())
+            && let Some(synth) = speech.synthesizer(agent)
+            && !s.prompts.is_empty()
+        {
+            let mut named: Vec<(String, String)> = Vec::new();
+            for (name, text) in &s.prompts {
+                named.push((name.clone(), text.clone()));
+                named.push((text.clone(), text.clone()));
+            }
+            cache.extend(PromptCache::build(synth.as_ref(), &named, &PROMPT_RATES).await?);
+        }
         for agent in &agents {
             if let (AgentSpec::Say { text, .. }, Some(synth)) = (agent, speech.synthesizer(agent)) {
                 let one = PromptCache::build(
