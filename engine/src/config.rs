@@ -1075,18 +1075,37 @@ delay_ms = 1000
         let base = "[[listener]]\nname='a'\naddress='127.0.0.1:1'\nagent='s'\n[agent.s]\nkind='say'\ntext='Hello.'\n";
         let c = Config::parse(base).unwrap();
         assert!(c.listeners[0].agent.speaks());
-        assert!(matches!(c.speech.tts, TtsConfig::Piper { sessions: 1, threads: 2, .. }));
+        assert!(matches!(
+            c.speech.tts,
+            TtsConfig::Piper {
+                sessions: 1,
+                threads: 2,
+                ..
+            }
+        ));
         assert_eq!(c.speech.tts_max_wait, Duration::from_millis(300));
         let cases = [
             (base.replace("text='Hello.'", "text='  '"), "agent.s.text"),
-            (format!("{base}length_scale = 9.0\n"), "agent.s.length_scale"),
+            (
+                format!("{base}length_scale = 9.0\n"),
+                "agent.s.length_scale",
+            ),
             (format!("{base}[tts]\nengine='espeak'\n"), "tts.engine"),
             (format!("{base}[tts]\nengine='http'\n"), "tts.url"),
             (format!("{base}[tts]\nmax_wait_ms=1\n"), "tts.max_wait_ms"),
-            (format!("{base}[tts.prompts]\nhold=''\n"), "tts.prompts.hold"),
+            (
+                format!("{base}[tts.prompts]\nhold=''\n"),
+                "tts.prompts.hold",
+            ),
             (format!("{base}[stt]\nmodel='huge'\n"), "stt.model"),
-            (format!("{base}[stt]\nmodel='tiny.en'\nlanguage='de'\n"), "stt.language"),
-            (format!("{base}[speech]\nvad_sessions=0\n"), "speech.vad_sessions"),
+            (
+                format!("{base}[stt]\nmodel='tiny.en'\nlanguage='de'\n"),
+                "stt.language",
+            ),
+            (
+                format!("{base}[speech]\nvad_sessions=0\n"),
+                "speech.vad_sessions",
+            ),
         ];
         for (text, key) in cases {
             let e = err(&text);
@@ -1096,7 +1115,9 @@ delay_ms = 1000
             "{base}[tts.prompts]\ngreeting='Hi there.'\n[tts]\nengine='http'\nurl='http://127.0.0.1:8880/v1'\n"
         ));
         let c = c.unwrap();
-        assert!(matches!(&c.speech.tts, TtsConfig::Http(h) if h.model == "tts-1" && h.voice == "alloy"));
+        assert!(
+            matches!(&c.speech.tts, TtsConfig::Http(h) if h.model == "tts-1" && h.voice == "alloy")
+        );
         assert_eq!(c.speech.prompts["greeting"], "Hi there.");
     }
 
