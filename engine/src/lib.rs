@@ -17,6 +17,7 @@
 //! - [`vad`]: Silero VAD behind media-core's `Vad` trait.
 //! - [`speech`]: the VAD model and transcriber shared by listening calls.
 //! - [`tts`]: speech out: Piper, an OpenAI-compatible provider, streaming.
+//! - [`llm`]: LLM providers behind one streaming interface.
 //! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
 //! - `tls`: the one rustls crypto provider (ring).
 //!
@@ -28,6 +29,7 @@
 
 pub mod config;
 pub mod dial;
+pub mod llm;
 pub mod models;
 pub mod onnx;
 pub mod speech;
