@@ -16,6 +16,9 @@
 //! - `anthropic`: Anthropic Messages.
 //! - `gemini`: Google Gemini `streamGenerateContent`.
 //! - `tools`: the built-in tools a voice agent needs.
+//! - `router`: priority/cheapest/fastest routing, failover before the first
+//!   token, circuit breakers, tenant budgets, usage records.
+//! - `scripted`: the offline scripted dialog, the last fallback.
 //!
 //! # Concurrency
 //! Each stream is one tokio task reading the HTTP body into a bounded
@@ -24,6 +27,8 @@
 mod anthropic;
 mod gemini;
 mod openai;
+mod router;
+mod scripted;
 mod sse;
 mod tools;
 mod wire;
@@ -39,6 +44,11 @@ use tokio::task::JoinHandle;
 pub use anthropic::Anthropic;
 pub use gemini::Gemini;
 pub use openai::OpenAiCompatible;
+pub use router::{
+    Outcome, Policy, Price, Provider, Reply, RouteError, Router, RouterConfig, TokenBudget,
+    UsageRecord,
+};
+pub use scripted::{Script, ScriptQuestion, ScriptedModel};
 pub use sse::{SseError, SseEvent, SseParser};
 pub use tools::{ToolSpec, builtin_tools};
 
@@ -181,6 +191,14 @@ impl ChatStream {
             rx,
             task: Some(task),
         }
+    }
+
+    /// A stream from its parts, for other [`ChatModel`] implementations.
+    pub fn from_parts(
+        rx: mpsc::Receiver<Result<ChatEvent, LlmError>>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self::new(rx, task)
     }
 
     /// The next event; `None` once the reply is over.
