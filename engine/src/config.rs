@@ -14,6 +14,7 @@ use std::time::Duration;
 use media_core::{CallConfig, Echo, EndpointConfig, MAX_SEND_AHEAD, SampleRate, audiosocket};
 use serde::Deserialize;
 
+use crate::llm::{Policy, Price, RouterConfig, Script, ScriptQuestion, TokenBudget};
 use crate::stt::{HttpTranscriberConfig, WhisperConfig};
 use crate::tts::HttpSynthesizerConfig;
 
@@ -65,6 +66,55 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Models, VAD and speech-to-text settings.
     pub speech: SpeechConfig,
+    /// LLM providers by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Text-chat agents by name (`hark chat --agent NAME`).
+    pub chats: BTreeMap<String, ChatAgent>,
+}
+
+/// An LLM provider from `[provider.NAME]`.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// `openai` (any OpenAI-compatible server), `anthropic` or `gemini`.
+    pub kind: ProviderKind,
+    /// Base URL (`.../v1` for OpenAI-compatible).
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// The API key, read from the environment or a file. Never logged.
+    pub api_key: Option<String>,
+    /// Price per 1k tokens.
+    pub price: Price,
+}
+
+/// Which wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI-compatible chat completions.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini.
+    Gemini,
+}
+
+/// A chat agent: prompt, providers, routing, the scripted fallback.
+#[derive(Debug, Clone)]
+pub struct ChatAgent {
+    /// The system prompt.
+    pub system_prompt: String,
+    /// Provider names, in priority order.
+    pub providers: Vec<String>,
+    /// Routing settings.
+    pub router: RouterConfig,
+    /// Reply length cap.
+    pub max_tokens: u32,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Tools offered to the model.
+    pub tools: Vec<String>,
+    /// The offline dialog, used when no provider can answer.
+    pub script: Script,
 }
 
 /// Where the models are and how speech is recognised.
@@ -225,6 +275,17 @@ impl Config {
         raw.validate(base)
     }
 
+    /// Checks what `hark serve` needs beyond a valid file: a listener.
+    pub fn check_serveable(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(invalid(
+                "listener",
+                "no [[listener]] is configured: add one with name, address and agent",
+            ));
+        }
+        Ok(())
+    }
+
     /// A one-listener echo configuration (for `hark serve` without a file and for tests).
     pub fn echo(address: SocketAddr, delay: Duration) -> Config {
         let raw = RawConfig {
@@ -264,6 +325,50 @@ struct RawConfig {
     stt: RawStt,
     #[serde(default)]
     tts: RawTts,
+    #[serde(default)]
+    provider: BTreeMap<String, RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: String,
+    base_url: Option<String>,
+    model: String,
+    api_key_env: Option<String>,
+    api_key_file: Option<String>,
+    #[serde(default)]
+    price_in_per_1k: f64,
+    #[serde(default)]
+    price_out_per_1k: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScript {
+    greeting: String,
+    #[serde(default)]
+    questions: Vec<RawQuestion>,
+    #[serde(default = "default_confirm")]
+    confirm: String,
+    closing: String,
+    #[serde(default = "default_retry")]
+    retry: String,
+}
+
+fn default_confirm() -> String {
+    "Let me confirm.".into()
+}
+
+fn default_retry() -> String {
+    "Sorry, let's try that again.".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuestion {
+    slot: String,
+    ask: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +509,25 @@ enum RawAgent {
         /// enough to talk over.
         delay_ms: Option<u64>,
     },
+    Chat {
+        #[serde(default)]
+        system_prompt: String,
+        #[serde(default)]
+        providers: Vec<String>,
+        /// "priority" (default), "cheapest" or "fastest".
+        policy: Option<String>,
+        first_token_timeout_ms: Option<u64>,
+        total_timeout_ms: Option<u64>,
+        breaker_failures: Option<u32>,
+        breaker_cooldown_ms: Option<u64>,
+        budget_tokens: Option<u64>,
+        budget_window_secs: Option<u64>,
+        requests_per_minute: Option<u32>,
+        max_tokens: Option<u32>,
+        temperature: Option<f32>,
+        tools: Option<Vec<String>>,
+        script: Box<RawScript>,
+    },
     Say {
         text: String,
         /// Default true: an announcement line hangs up when done.
@@ -452,10 +576,16 @@ impl RawConfig {
             }
         };
 
+        let providers = self.providers(base)?;
+        let mut chats = BTreeMap::new();
         let mut agents = BTreeMap::new();
         for (name, raw) in &self.agent {
             let key = format!("agent.{name}");
             let spec = match raw {
+                RawAgent::Chat { .. } => {
+                    chats.insert(name.clone(), chat_agent(&key, raw, &providers)?);
+                    continue;
+                }
                 RawAgent::Echo { delay_ms } => {
                     let delay = Duration::from_millis(delay_ms.unwrap_or(500));
                     if delay + Duration::from_millis(500) > call.playout_capacity {
@@ -571,12 +701,6 @@ impl RawConfig {
             agents.insert(name.clone(), spec);
         }
 
-        if self.listener.is_empty() {
-            return Err(invalid(
-                "listener",
-                "no [[listener]] is configured: add one with name, address and agent",
-            ));
-        }
         let mut listeners: Vec<Listener> = Vec::with_capacity(self.listener.len());
         for (i, l) in self.listener.iter().enumerate() {
             let key = format!("listener[{i}]");
@@ -592,6 +716,15 @@ impl RawConfig {
                     ),
                 )
             })?;
+            if chats.contains_key(&l.agent) {
+                return Err(invalid(
+                    format!("{key}.agent"),
+                    format!(
+                        "{:?} is a chat agent: it runs in `hark chat` for now; calls get the voice loop in a later release",
+                        l.agent
+                    ),
+                ));
+            }
             let Some(agent) = agents.get(&l.agent) else {
                 let known: Vec<&str> = agents.keys().map(String::as_str).collect();
                 return Err(invalid(
@@ -634,7 +767,111 @@ impl RawConfig {
             call,
             listeners,
             speech,
+            providers,
+            chats,
         })
+    }
+
+    fn providers(&self, base: &Path) -> Result<BTreeMap<String, ProviderConfig>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, p) in &self.provider {
+            let key = format!("provider.{name}");
+            let kind = match p.kind.as_str() {
+                "openai" => ProviderKind::OpenAi,
+                "anthropic" => ProviderKind::Anthropic,
+                "gemini" => ProviderKind::Gemini,
+                other => {
+                    return Err(invalid(
+                        format!("{key}.kind"),
+                        format!(
+                            "{other:?} is not a provider kind: use \"openai\" (any OpenAI-compatible server), \"anthropic\" or \"gemini\""
+                        ),
+                    ));
+                }
+            };
+            let base_url = match (&p.base_url, kind) {
+                (Some(u), _) => u.clone(),
+                (None, ProviderKind::OpenAi) => "https://api.openai.com/v1".into(),
+                (None, ProviderKind::Anthropic) => "https://api.anthropic.com".into(),
+                (None, ProviderKind::Gemini) => "https://generativelanguage.googleapis.com".into(),
+            };
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                return Err(invalid(
+                    format!("{key}.base_url"),
+                    format!("{base_url:?} is not an http(s) URL"),
+                ));
+            }
+            if p.model.trim().is_empty() {
+                return Err(invalid(format!("{key}.model"), "must not be empty"));
+            }
+            let api_key = match (&p.api_key_env, &p.api_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        format!("{key}.api_key_file"),
+                        "give api_key_env or api_key_file, not both",
+                    ));
+                }
+                (Some(var), None) => Some(std::env::var(var).map_err(|_| {
+                    invalid(
+                        format!("{key}.api_key_env"),
+                        format!("the environment variable {var} is not set"),
+                    )
+                })?),
+                (None, Some(file)) => {
+                    let path = if Path::new(file).is_absolute() {
+                        PathBuf::from(file)
+                    } else {
+                        base.join(file)
+                    };
+                    Some(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| {
+                                invalid(
+                                    format!("{key}.api_key_file"),
+                                    format!("cannot read {}: {e}", path.display()),
+                                )
+                            })?
+                            .trim()
+                            .to_string(),
+                    )
+                }
+                (None, None) => None,
+            };
+            if kind != ProviderKind::OpenAi && api_key.is_none() {
+                return Err(invalid(
+                    format!("{key}.api_key_env"),
+                    format!(
+                        "{} needs an API key: set api_key_env or api_key_file",
+                        p.kind
+                    ),
+                ));
+            }
+            for (field, v) in [
+                ("price_in_per_1k", p.price_in_per_1k),
+                ("price_out_per_1k", p.price_out_per_1k),
+            ] {
+                if !(0.0..=1_000.0).contains(&v) {
+                    return Err(invalid(
+                        format!("{key}.{field}"),
+                        format!("{v} is out of range: use 0 to 1000"),
+                    ));
+                }
+            }
+            out.insert(
+                name.clone(),
+                ProviderConfig {
+                    kind,
+                    base_url,
+                    model: p.model.clone(),
+                    api_key,
+                    price: Price {
+                        input_per_1k: p.price_in_per_1k,
+                        output_per_1k: p.price_out_per_1k,
+                    },
+                },
+            );
+        }
+        Ok(out)
     }
 
     fn speech_config(&self, base: &Path) -> Result<SpeechConfig, ConfigError> {
@@ -941,6 +1178,144 @@ impl RawConfig {
     }
 }
 
+/// Validates one `kind = "chat"` agent.
+fn chat_agent(
+    key: &str,
+    raw: &RawAgent,
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> Result<ChatAgent, ConfigError> {
+    let RawAgent::Chat {
+        system_prompt,
+        providers: names,
+        policy,
+        first_token_timeout_ms,
+        total_timeout_ms,
+        breaker_failures,
+        breaker_cooldown_ms,
+        budget_tokens,
+        budget_window_secs,
+        requests_per_minute,
+        max_tokens,
+        temperature,
+        tools,
+        script,
+    } = raw
+    else {
+        unreachable!("called for chat agents only")
+    };
+    for n in names {
+        if !providers.contains_key(n) {
+            let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+            return Err(invalid(
+                format!("{key}.providers"),
+                format!(
+                    "no provider named {n:?} (defined: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let policy = match policy.as_deref() {
+        None | Some("priority") => Policy::Priority,
+        Some("cheapest") => Policy::Cheapest,
+        Some("fastest") => Policy::Fastest,
+        Some(other) => {
+            return Err(invalid(
+                format!("{key}.policy"),
+                format!("{other:?} is not a policy: use \"priority\", \"cheapest\" or \"fastest\""),
+            ));
+        }
+    };
+    let ms = |v: Option<u64>, field: &str, min: u64, max: u64, default: Duration| match v {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(Duration::from_millis(v)),
+        Some(v) => Err(invalid(
+            format!("{key}.{field}"),
+            format!("{v} is out of range: use {min} to {max}"),
+        )),
+    };
+    let d = RouterConfig::default();
+    let budget = match (budget_tokens, budget_window_secs) {
+        (None, _) => None,
+        (Some(t), w) => Some(TokenBudget {
+            tokens: *t,
+            window: Duration::from_secs(w.unwrap_or(3_600).max(1)),
+        }),
+    };
+    let router = RouterConfig {
+        policy,
+        first_token_timeout: ms(
+            *first_token_timeout_ms,
+            "first_token_timeout_ms",
+            100,
+            60_000,
+            d.first_token_timeout,
+        )?,
+        total_timeout: ms(
+            *total_timeout_ms,
+            "total_timeout_ms",
+            1_000,
+            600_000,
+            d.total_timeout,
+        )?,
+        breaker_failures: breaker_failures.unwrap_or(d.breaker_failures).max(1),
+        breaker_cooldown: ms(
+            *breaker_cooldown_ms,
+            "breaker_cooldown_ms",
+            100,
+            3_600_000,
+            d.breaker_cooldown,
+        )?,
+        budget,
+        requests_per_minute: *requests_per_minute,
+    };
+    let known_tools: Vec<String> = crate::llm::builtin_tools()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let tools = tools.clone().unwrap_or_else(|| known_tools.clone());
+    for t in &tools {
+        if !known_tools.contains(t) {
+            return Err(invalid(
+                format!("{key}.tools"),
+                format!("{t:?} is not a built-in tool: {}", known_tools.join(", ")),
+            ));
+        }
+    }
+    if script.greeting.trim().is_empty() || script.closing.trim().is_empty() {
+        return Err(invalid(
+            format!("{key}.script"),
+            "greeting and closing must not be empty",
+        ));
+    }
+    Ok(ChatAgent {
+        system_prompt: system_prompt.clone(),
+        providers: names.clone(),
+        router,
+        max_tokens: max_tokens.unwrap_or(300).clamp(16, 8_192),
+        temperature: temperature.unwrap_or(0.5).clamp(0.0, 2.0),
+        tools,
+        script: Script {
+            greeting: script.greeting.clone(),
+            questions: script
+                .questions
+                .iter()
+                .map(|q| ScriptQuestion {
+                    slot: q.slot.clone(),
+                    ask: q.ask.clone(),
+                })
+                .collect(),
+            confirm: script.confirm.clone(),
+            closing: script.closing.clone(),
+            retry: script.retry.clone(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1122,8 +1497,10 @@ delay_ms = 1000
     }
 
     #[test]
-    fn no_listener_is_an_error() {
-        assert!(err("").contains("`listener`"));
+    fn serving_needs_a_listener() {
+        let c = Config::parse("").unwrap();
+        let e = c.check_serveable().unwrap_err().to_string();
+        assert!(e.contains("`listener`"), "{e}");
     }
 
     #[test]

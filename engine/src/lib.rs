@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`config`]: `hark.toml` -> validated [`Config`].
+//! - [`chat`]: `hark chat`, a text conversation through an agent's router.
 //! - `server`: listeners, the call cap, graceful shutdown ([`Server`]).
 //! - `driver`: the per-call task that owns the socket and the `Call`.
 //! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
@@ -27,6 +28,7 @@
 //! lock is taken per frame.
 #![deny(unsafe_code)]
 
+pub mod chat;
 pub mod config;
 pub mod dial;
 pub mod llm;

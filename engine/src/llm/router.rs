@@ -372,7 +372,9 @@ impl Router {
                 }
             }
         }
-        let e = RouteError::AllFailed(if why.is_empty() {
+        let e = RouteError::AllFailed(if self.providers.is_empty() {
+            "no providers configured".to_string()
+        } else if why.is_empty() {
             "every provider's breaker is open".to_string()
         } else {
             why.join("; ")
@@ -389,7 +391,11 @@ impl Router {
         let Some(model) = &self.fallback else {
             return Err(why);
         };
-        tracing::warn!(reason = %why, "answering with the scripted agent");
+        if self.providers.is_empty() {
+            tracing::debug!("answering with the scripted agent (no providers configured)");
+        } else {
+            tracing::warn!(reason = %why, "answering with the scripted agent");
+        }
         let started = Instant::now();
         let mut stream = model.stream(request).await.map_err(|_| why.clone())?;
         let first = match stream.next().await {
