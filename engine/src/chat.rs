@@ -42,19 +42,25 @@ pub fn router_for(
                 client.clone(),
                 &p.base_url,
                 &p.model,
-                p.api_key.clone(),
+                p.api_key.as_ref().map(|k| k.expose().to_string()),
             )),
             ProviderKind::Anthropic => Arc::new(Anthropic::new(
                 client.clone(),
                 &p.base_url,
                 &p.model,
-                p.api_key.clone().unwrap_or_default(),
+                p.api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_string())
+                    .unwrap_or_default(),
             )),
             ProviderKind::Gemini => Arc::new(Gemini::new(
                 client.clone(),
                 &p.base_url,
                 &p.model,
-                p.api_key.clone().unwrap_or_default(),
+                p.api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_string())
+                    .unwrap_or_default(),
             )),
         };
         providers.push(Provider {

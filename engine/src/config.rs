@@ -82,7 +82,7 @@ pub struct ProviderConfig {
     /// Model name.
     pub model: String,
     /// The API key, read from the environment or a file. Never logged.
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::secret::Secret>,
     /// Price per 1k tokens.
     pub price: Price,
 }
@@ -804,39 +804,7 @@ impl RawConfig {
             if p.model.trim().is_empty() {
                 return Err(invalid(format!("{key}.model"), "must not be empty"));
             }
-            let api_key = match (&p.api_key_env, &p.api_key_file) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        format!("{key}.api_key_file"),
-                        "give api_key_env or api_key_file, not both",
-                    ));
-                }
-                (Some(var), None) => Some(std::env::var(var).map_err(|_| {
-                    invalid(
-                        format!("{key}.api_key_env"),
-                        format!("the environment variable {var} is not set"),
-                    )
-                })?),
-                (None, Some(file)) => {
-                    let path = if Path::new(file).is_absolute() {
-                        PathBuf::from(file)
-                    } else {
-                        base.join(file)
-                    };
-                    Some(
-                        std::fs::read_to_string(&path)
-                            .map_err(|e| {
-                                invalid(
-                                    format!("{key}.api_key_file"),
-                                    format!("cannot read {}: {e}", path.display()),
-                                )
-                            })?
-                            .trim()
-                            .to_string(),
-                    )
-                }
-                (None, None) => None,
-            };
+            let api_key = read_key(&key, &p.api_key_env, &p.api_key_file, base)?;
             if kind != ProviderKind::OpenAi && api_key.is_none() {
                 return Err(invalid(
                     format!("{key}.api_key_env"),
@@ -956,31 +924,7 @@ impl RawConfig {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(invalid("stt.url", format!("{url:?} is not an http(s) URL")));
                 }
-                let api_key = match (&t.api_key_env, &t.api_key_file) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "stt.api_key_file",
-                            "give api_key_env or api_key_file, not both",
-                        ));
-                    }
-                    (Some(var), None) => Some(std::env::var(var).map_err(|_| {
-                        invalid(
-                            "stt.api_key_env",
-                            format!("the environment variable {var} is not set"),
-                        )
-                    })?),
-                    (None, Some(file)) => {
-                        let path = resolve(file);
-                        let key = std::fs::read_to_string(&path).map_err(|e| {
-                            invalid(
-                                "stt.api_key_file",
-                                format!("cannot read {}: {e}", path.display()),
-                            )
-                        })?;
-                        Some(key.trim().to_string())
-                    }
-                    (None, None) => None,
-                };
+                let api_key = read_key("stt", &t.api_key_env, &t.api_key_file, base)?;
                 SttConfig::Http(HttpTranscriberConfig {
                     base_url: url,
                     model: t
@@ -1037,35 +981,7 @@ impl RawConfig {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(invalid("tts.url", format!("{url:?} is not an http(s) URL")));
                 }
-                let api_key = match (&tt.api_key_env, &tt.api_key_file) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "tts.api_key_file",
-                            "give api_key_env or api_key_file, not both",
-                        ));
-                    }
-                    (Some(var), None) => Some(std::env::var(var).map_err(|_| {
-                        invalid(
-                            "tts.api_key_env",
-                            format!("the environment variable {var} is not set"),
-                        )
-                    })?),
-                    (None, Some(file)) => {
-                        let path = resolve(file);
-                        Some(
-                            std::fs::read_to_string(&path)
-                                .map_err(|e| {
-                                    invalid(
-                                        "tts.api_key_file",
-                                        format!("cannot read {}: {e}", path.display()),
-                                    )
-                                })?
-                                .trim()
-                                .to_string(),
-                        )
-                    }
-                    (None, None) => None,
-                };
+                let api_key = read_key("tts", &tt.api_key_env, &tt.api_key_file, base)?;
                 let speed = tt.speed.unwrap_or(1.0);
                 if !(0.25..=4.0).contains(&speed) {
                     return Err(invalid(
@@ -1175,6 +1091,46 @@ impl RawConfig {
             call.default_rate = rate;
         }
         Ok(call)
+    }
+}
+
+/// An API key from `{prefix}.api_key_env` (a variable name) or
+/// `{prefix}.api_key_file` (a path, relative to hark.toml), never both.
+fn read_key(
+    prefix: &str,
+    env: &Option<String>,
+    file: &Option<String>,
+    base: &Path,
+) -> Result<Option<crate::secret::Secret>, ConfigError> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            format!("{prefix}.api_key_file"),
+            "give api_key_env or api_key_file, not both",
+        )),
+        (Some(var), None) => std::env::var(var)
+            .map(|k| Some(crate::secret::Secret::from(k)))
+            .map_err(|_| {
+                invalid(
+                    format!("{prefix}.api_key_env"),
+                    format!("the environment variable {var} is not set"),
+                )
+            }),
+        (None, Some(f)) => {
+            let path = if Path::new(f).is_absolute() {
+                PathBuf::from(f)
+            } else {
+                base.join(f)
+            };
+            std::fs::read_to_string(&path)
+                .map(|k| Some(crate::secret::Secret::from(k.trim().to_string())))
+                .map_err(|e| {
+                    invalid(
+                        format!("{prefix}.api_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -1494,6 +1450,24 @@ delay_ms = 1000
             matches!(&c.speech.tts, TtsConfig::Http(h) if h.model == "tts-1" && h.voice == "alloy")
         );
         assert_eq!(c.speech.prompts["greeting"], "Hi there.");
+    }
+
+    #[test]
+    fn api_keys_come_from_a_file_and_never_show_in_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("claude.key"), "sk-ant-very-secret\n").unwrap();
+        let text = "[provider.claude]\nkind='anthropic'\nmodel='claude-3-5-haiku-20241022'\napi_key_file='claude.key'\n";
+        let c = Config::parse_in(text, dir.path()).unwrap();
+        let p = &c.providers["claude"];
+        assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-ant-very-secret");
+        assert!(!format!("{c:?}").contains("very-secret"));
+        let e = err("[provider.x]\nkind='gemini'\nmodel='m'\n");
+        assert!(e.contains("provider.x.api_key_env"), "{e}");
+        let e =
+            err("[provider.x]\nkind='openai'\nmodel='m'\napi_key_env='HARK_SURELY_UNSET_VAR'\n");
+        assert!(e.contains("HARK_SURELY_UNSET_VAR"), "{e}");
+        let e = err("[provider.x]\nkind='mistral'\nmodel='m'\n");
+        assert!(e.contains("provider.x.kind"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod dial;
 pub mod llm;
 pub mod models;
 pub mod onnx;
+pub mod secret;
 pub mod speech;
 pub mod stats;
 pub mod stt;

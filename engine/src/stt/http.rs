@@ -30,7 +30,7 @@ pub struct HttpTranscriberConfig {
     /// The `language` form field (ISO 639-1), if any.
     pub language: Option<String>,
     /// Bearer token, if the server wants one. Never logged.
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::secret::Secret>,
     /// Whole-request timeout.
     pub timeout: Duration,
     /// Requests in flight at once.
@@ -156,7 +156,7 @@ async fn post(
     );
     let mut req = client.post(&url).multipart(form);
     if let Some(key) = &config.api_key {
-        req = req.bearer_auth(key);
+        req = req.bearer_auth(key.expose());
     }
     let resp = req
         .send()

@@ -27,7 +27,7 @@ pub struct HttpSynthesizerConfig {
     /// Rate of the PCM the server returns.
     pub pcm_rate: SampleRate,
     /// Bearer token, if any. Never logged.
-    pub api_key: Option<String>,
+    pub api_key: Option<crate::secret::Secret>,
     /// Whole-request timeout.
     pub timeout: Duration,
 }
@@ -99,7 +99,7 @@ impl Synthesizer for HttpSynthesizer {
                 speed: config.speed,
             });
             if let Some(key) = &config.api_key {
-                req = req.bearer_auth(key);
+                req = req.bearer_auth(key.expose());
             }
             let mut resp = req
                 .send()
