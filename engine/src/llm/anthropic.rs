@@ -8,44 +8,26 @@
 //! `message_delta` (stop reason, output tokens), `message_stop`, `ping`,
 //! and `error` (e.g. `overloaded_error`, also sent as HTTP 529).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
+use super::Endpoint;
 use super::wire::{Decode, json as parse};
 use super::{
     ChatEvent, ChatFuture, ChatModel, ChatRequest, FinishReason, LlmError, Role, SseEvent,
 };
 
 /// A Claude model.
+#[derive(Debug)]
 pub struct Anthropic {
-    client: reqwest::Client,
-    base_url: String,
-    model: String,
-    api_key: Arc<str>,
-    name: String,
-}
-
-impl std::fmt::Debug for Anthropic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Anthropic")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .finish_non_exhaustive()
-    }
+    ep: Endpoint,
 }
 
 impl Anthropic {
     /// `model` at `base_url` (e.g. `https://api.anthropic.com`).
     pub fn new(client: reqwest::Client, base_url: &str, model: &str, api_key: String) -> Self {
-        crate::tls::install_crypto_provider();
         Self {
-            client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model: model.to_string(),
-            api_key: Arc::from(api_key),
-            name: format!("anthropic/{model}"),
+            ep: Endpoint::new("anthropic", client, base_url, model, Some(api_key)),
         }
     }
 
@@ -56,7 +38,7 @@ impl Anthropic {
             .map(|m| json!({"role": if m.role == Role::User { "user" } else { "assistant" }, "content": m.content}))
             .collect();
         let mut body = json!({
-            "model": self.model,
+            "model": self.ep.model,
             "system": r.system,
             "messages": messages,
             "max_tokens": r.max_tokens,
@@ -77,16 +59,17 @@ impl Anthropic {
 impl ChatModel for Anthropic {
     fn stream(&self, request: ChatRequest) -> ChatFuture {
         let req = self
+            .ep
             .client
-            .post(format!("{}/v1/messages", self.base_url))
-            .header("x-api-key", &*self.api_key)
+            .post(format!("{}/v1/messages", self.ep.base_url))
+            .header("x-api-key", self.ep.key())
             .header("anthropic-version", "2023-06-01")
             .json(&self.body(&request));
         Box::pin(super::wire::open(req, AnthropicDecoder::default()))
     }
 
     fn name(&self) -> &str {
-        &self.name
+        &self.ep.name
     }
 }
 

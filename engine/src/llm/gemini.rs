@@ -7,43 +7,25 @@
 //! carries the token counts. The stream has no end marker: it is complete
 //! when a candidate carried a `finishReason`.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
+use super::Endpoint;
 use super::wire::{Decode, json as parse};
 use super::{
     ChatEvent, ChatFuture, ChatModel, ChatRequest, FinishReason, LlmError, Role, SseEvent,
 };
 
 /// A Gemini model.
+#[derive(Debug)]
 pub struct Gemini {
-    client: reqwest::Client,
-    base_url: String,
-    model: String,
-    api_key: Arc<str>,
-    name: String,
-}
-
-impl std::fmt::Debug for Gemini {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gemini")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .finish_non_exhaustive()
-    }
+    ep: Endpoint,
 }
 
 impl Gemini {
     /// `model` at `base_url` (e.g. `https://generativelanguage.googleapis.com`).
     pub fn new(client: reqwest::Client, base_url: &str, model: &str, api_key: String) -> Self {
-        crate::tls::install_crypto_provider();
         Self {
-            client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model: model.to_string(),
-            api_key: Arc::from(api_key),
-            name: format!("gemini/{model}"),
+            ep: Endpoint::new("gemini", client, base_url, model, Some(api_key)),
         }
     }
 
@@ -73,18 +55,19 @@ impl Gemini {
 impl ChatModel for Gemini {
     fn stream(&self, request: ChatRequest) -> ChatFuture {
         let req = self
+            .ep
             .client
             .post(format!(
                 "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
-                self.base_url, self.model
+                self.ep.base_url, self.ep.model
             ))
-            .header("x-goog-api-key", &*self.api_key)
+            .header("x-goog-api-key", self.ep.key())
             .json(&self.body(&request));
         Box::pin(super::wire::open(req, GeminiDecoder::default()))
     }
 
     fn name(&self) -> &str {
-        &self.name
+        &self.ep.name
     }
 }
 

@@ -62,6 +62,51 @@ pub fn http_client() -> Result<reqwest::Client, LlmError> {
         .map_err(|e| LlmError::Connect(e.to_string()))
 }
 
+/// What every HTTP provider client holds: the client, where, which model,
+/// and the key (left out of `Debug`, so it never reaches a log).
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base_url: String,
+    pub(crate) model: String,
+    pub(crate) api_key: Option<std::sync::Arc<str>>,
+    /// `provider/model`.
+    pub(crate) name: String,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        provider: &str,
+        client: reqwest::Client,
+        base_url: &str,
+        model: &str,
+        api_key: Option<String>,
+    ) -> Self {
+        crate::tls::install_crypto_provider();
+        Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            api_key: api_key.map(std::sync::Arc::from),
+            name: format!("{provider}/{model}"),
+        }
+    }
+
+    /// The key, or an empty one (the provider then answers 401).
+    pub(crate) fn key(&self) -> &str {
+        self.api_key.as_deref().unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -8,32 +8,19 @@
 //! a last chunk with empty `choices` carries `usage`; `data: [DONE]` ends
 //! the stream. Ollama, vLLM, llama.cpp's server and Groq speak the same.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
+use super::Endpoint;
 use super::wire::{Decode, json as parse};
 use super::{
     ChatEvent, ChatFuture, ChatModel, ChatRequest, FinishReason, LlmError, Role, SseEvent,
 };
 
 /// A chat model behind an OpenAI-compatible endpoint.
+#[derive(Debug)]
 pub struct OpenAiCompatible {
-    client: reqwest::Client,
-    base_url: String,
-    model: String,
-    api_key: Option<Arc<str>>,
-    name: String,
-}
-
-impl std::fmt::Debug for OpenAiCompatible {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiCompatible")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .finish_non_exhaustive()
-    }
+    ep: Endpoint,
 }
 
 impl OpenAiCompatible {
@@ -44,13 +31,8 @@ impl OpenAiCompatible {
         model: &str,
         api_key: Option<String>,
     ) -> Self {
-        crate::tls::install_crypto_provider();
         Self {
-            client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model: model.to_string(),
-            api_key: api_key.map(Arc::from),
-            name: format!("openai/{model}"),
+            ep: Endpoint::new("openai", client, base_url, model, api_key),
         }
     }
 
@@ -60,7 +42,7 @@ impl OpenAiCompatible {
             json!({"role": if m.role == Role::User { "user" } else { "assistant" }, "content": m.content})
         }));
         let mut body = json!({
-            "model": self.model,
+            "model": self.ep.model,
             "messages": messages,
             "stream": true,
             "stream_options": {"include_usage": true},
@@ -81,17 +63,18 @@ impl OpenAiCompatible {
 impl ChatModel for OpenAiCompatible {
     fn stream(&self, request: ChatRequest) -> ChatFuture {
         let mut req = self
+            .ep
             .client
-            .post(format!("{}/chat/completions", self.base_url))
+            .post(format!("{}/chat/completions", self.ep.base_url))
             .json(&self.body(&request));
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.ep.api_key {
             req = req.bearer_auth(key);
         }
         Box::pin(super::wire::open(req, OpenAiDecoder::default()))
     }
 
     fn name(&self) -> &str {
-        &self.name
+        &self.ep.name
     }
 }
 

@@ -81,18 +81,8 @@ pub(crate) async fn open(
                 }
             };
             for ev in events {
-                match decoder.event(ev) {
-                    Ok(out) => {
-                        for o in out {
-                            if tx.send(Ok(o)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
+                if !forward(&tx, decoder.event(ev)).await {
+                    return;
                 }
             }
         }
@@ -102,20 +92,31 @@ pub(crate) async fn open(
         } else {
             decoder.end()
         };
-        match tail {
-            Ok(out) => {
-                for o in out {
-                    if tx.send(Ok(o)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-            }
-        }
+        forward(&tx, tail).await;
     });
     Ok(ChatStream::new(rx, task))
+}
+
+/// Sends decoded events (or the error) on; false when the stream should
+/// stop (an error was sent, or nobody listens any more).
+async fn forward(
+    tx: &mpsc::Sender<Result<ChatEvent, LlmError>>,
+    decoded: Result<Vec<ChatEvent>, LlmError>,
+) -> bool {
+    match decoded {
+        Ok(events) => {
+            for e in events {
+                if tx.send(Ok(e)).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            false
+        }
+    }
 }
 
 /// Maps an HTTP error status and body to an [`LlmError`].
