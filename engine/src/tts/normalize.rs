@@ -11,8 +11,9 @@
 //! - **Phone numbers.** A run of seven or more digits with separators is read
 //!   digit by digit, grouped where it was grouped ("five five five, one two
 //!   three, ...").
-//! - **Times and dates.** Times are read as "three thirty p m" and "ten oh
-//!   five"; dates (`2026-11-21`, `11/21/2026`) as "November twenty-first,
+//! - **Times and dates.** Times are read as "three thirty pee em" and "ten oh
+//!   five" (with am/pm spelled "ay em", "pee em" so espeak-ng says the
+//!   letters); dates (`2026-11-21`, `11/21/2026`) as "November twenty-first,
 //!   twenty twenty-six".
 //! - **Abbreviations and symbols.** Common abbreviations are expanded, "&",
 //!   "@" and "#" become words, and emoji and other symbols are dropped.
@@ -127,8 +128,9 @@ fn abbreviation(w: &str) -> Option<&'static str> {
         "+" => "plus",
         "=" => "equals",
         "%" => "percent",
-        "a.m." | "am" | "AM" => "a m",
-        "p.m." | "pm" | "PM" => "p m",
+        // Bare "am"/"pm" are left alone ("I am"): times handle them.
+        "a.m." => "ay em",
+        "p.m." => "pee em",
         _ => return None,
     })
 }
@@ -421,9 +423,9 @@ fn time_of_day(tokens: &[&str]) -> Option<(String, usize)> {
     let lower = first.to_ascii_lowercase();
     // Suffix glued on: "7pm", "3:30pm"
     let (clock, mut suffix, mut used) = if let Some(c) = lower.strip_suffix("pm") {
-        (c.to_string(), Some("p m"), 1)
+        (c.to_string(), Some("pee em"), 1)
     } else if let Some(c) = lower.strip_suffix("am") {
-        (c.to_string(), Some("a m"), 1)
+        (c.to_string(), Some("ay em"), 1)
     } else {
         (lower.clone(), None, 1)
     };
@@ -434,12 +436,12 @@ fn time_of_day(tokens: &[&str]) -> Option<(String, usize)> {
         let (_, n, t) = split_punct(next);
         match n.to_ascii_lowercase().as_str() {
             "pm" | "p.m" | "p.m." => {
-                suffix = Some("p m");
+                suffix = Some("pee em");
                 used = 2;
                 trail = t.to_string();
             }
             "am" | "a.m" | "a.m." => {
-                suffix = Some("a m");
+                suffix = Some("ay em");
                 used = 2;
                 trail = t.to_string();
             }
@@ -579,9 +581,10 @@ mod tests {
                 "Dial +1 555 123 4567",
                 "Dial plus one, five five five, one two three, four five six seven",
             ),
-            ("Meet at 3:30 pm.", "Meet at three thirty p m."),
+            ("Meet at 3:30 pm.", "Meet at three thirty pee em."),
+            ("I am calling at 9 am", "I am calling at nine ay em"),
             ("Open at 10:05", "Open at ten oh five"),
-            ("Closes at 7pm", "Closes at seven p m"),
+            ("Closes at 7pm", "Closes at seven pee em"),
             ("Lunch at 12:00", "Lunch at twelve o'clock"),
             (
                 "On 2026-11-21 we open",
