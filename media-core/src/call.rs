@@ -383,6 +383,7 @@ impl Call {
     /// Everything the agent asked to say has been handed to [`play`](Self::play).
     pub fn handle_speech_done(&mut self, now: Time) {
         self.last_now = self.last_now.max(now);
+        self.playout.mark_end();
         if self.state == State::Active {
             self.agent.handle_speech_done(now);
             self.drain_agent();

@@ -71,6 +71,9 @@ pub struct Playout {
     /// End of the last slot used: a new grid never starts before it, so
     /// frames never leave closer than 20 ms apart (plus send-ahead).
     resume_at: Time,
+    /// The producer said no more audio follows: a short last frame leaves
+    /// on its own slot instead of waiting for the rest.
+    ended: bool,
     stats: PlayoutStats,
 }
 
@@ -87,6 +90,7 @@ impl Playout {
             queue: VecDeque::new(),
             grid: None,
             resume_at: Time::ZERO,
+            ended: false,
             stats: PlayoutStats::default(),
         }
     }
@@ -119,6 +123,9 @@ impl Playout {
     /// Queues `samples`; returns how many were taken (fewer when full).
     pub fn push(&mut self, now: Time, samples: &[i16]) -> usize {
         self.lapse_if_stale(now);
+        if !samples.is_empty() {
+            self.ended = false;
+        }
         if self.grid.is_none() && !samples.is_empty() {
             self.grid = Some(Grid {
                 anchor: now.max(self.resume_at),
@@ -147,6 +154,13 @@ impl Playout {
             left -= n;
         }
         taken
+    }
+
+    /// No more audio follows for now (a reply is complete): a short last
+    /// frame is sent on its slot rather than held for the rest. The next
+    /// [`push`](Self::push) clears this.
+    pub fn mark_end(&mut self) {
+        self.ended = true;
     }
 
     /// Drops everything queued (barge-in). Frames already released are gone.
@@ -184,13 +198,13 @@ impl Playout {
         if grid.sent >= started + ahead {
             return None;
         }
-        let n = if self.queue.len() >= frame {
+        let n = if self.queue.len() >= frame || self.ended {
             // The driver overslept: skip the missed slots rather than burst.
             if grid.sent + 1 < started {
                 self.stats.late_slots += started - 1 - grid.sent;
                 grid.sent = started - 1;
             }
-            frame
+            frame.min(self.queue.len())
         } else if now >= grid.slot(grid.sent) + FRAME_DURATION {
             // A partial frame that waited a whole slot for the rest leaves
             // short, in the slot that is current now.
@@ -216,7 +230,7 @@ impl Playout {
             return None;
         }
         let slot = grid.sent.saturating_sub(u64::from(self.send_ahead));
-        if self.queue.len() >= self.frame {
+        if self.queue.len() >= self.frame || self.ended {
             Some(grid.slot(slot))
         } else {
             Some(grid.slot(grid.sent) + FRAME_DURATION)
@@ -394,6 +408,20 @@ mod tests {
         p.push(t(25), &ramp(240));
         assert_eq!(p.poll_frame(t(25), &mut out), Some(160));
         assert_eq!(p.poll_frame(t(40), &mut out), Some(160));
+    }
+
+    #[test]
+    fn a_short_last_frame_leaves_on_its_slot_once_the_producer_is_done() {
+        let mut p = Playout::new(SampleRate::HZ_8000, Duration::from_secs(5), 0);
+        p.push(t(0), &ramp(200)); // one frame and 40 samples
+        p.mark_end();
+        let mut out = [0i16; 160];
+        assert_eq!(p.poll_frame(t(0), &mut out), Some(160));
+        assert_eq!(p.poll_timeout(), Some(t(20)));
+        assert_eq!(p.poll_frame(t(20), &mut out), Some(40));
+        // More audio clears the mark: a partial waits for the rest again.
+        p.push(t(30), &ramp(100));
+        assert_eq!(p.poll_frame(t(40), &mut out), None);
     }
 
     #[test]

@@ -53,3 +53,30 @@ fn without_hangup_the_call_stays_up() {
     assert!(!sim.call.is_closed());
     assert!(!sim.sent_hangup());
 }
+
+#[test]
+fn a_short_last_frame_keeps_the_pace() {
+    let mut sim = Sim::new(
+        CallConfig {
+            send_ahead: 1,
+            ..CallConfig::default()
+        },
+        Box::new(Say::new("Hi.", true)),
+    );
+    sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
+    let now = sim.now;
+    // 10 frames and 45 samples: the synthesized audio rarely ends on a frame.
+    sim.call.play(now, &ramp(0, 1_645));
+    sim.call.handle_speech_done(now);
+    sim.run_until(at_ms(1_000));
+    let audio = sim.sent_audio();
+    assert_eq!(audio.len(), 11);
+    assert_eq!(audio.last().unwrap().1.len(), 45);
+    let last_gap = audio[10].0 - audio[9].0;
+    assert_eq!(
+        last_gap,
+        Duration::from_millis(20),
+        "the short frame waits for nothing"
+    );
+    assert!(sim.sent_hangup());
+}
