@@ -58,6 +58,7 @@ text = "{TEXT}"
         "hark hangs up after speaking"
     );
     let secs = report.received.len() as f64 / 8_000.0;
+    println!("received {secs:.2} s");
     assert!((2.0..8.0).contains(&secs), "{secs} s of speech");
     // Paced: the gaps between frames are 20 ms (loose bound: a loaded CI box).
     let i = report.intervals();

@@ -331,7 +331,9 @@ fn looks_broken(d: &Decoded, secs: f32, cap: i32) -> bool {
     repeats(&d.text)
 }
 
-/// True when some run of 1 to 4 words occurs three times in a row.
+/// True when some run of 1 to 4 words occurs three times in a row, or a
+/// run of 4 or more words twice in a row (a decoder loop over a whole
+/// phrase, which natural speech almost never does).
 fn repeats(text: &str) -> bool {
     let words: Vec<String> = text
         .split_whitespace()
@@ -353,6 +355,13 @@ fn repeats(text: &str) -> bool {
             }
         }
     }
+    for n in 4..=words.len() / 2 {
+        for start in 0..=words.len() - 2 * n {
+            if words[start..start + n] == words[start + n..start + 2 * n] {
+                return true;
+            }
+        }
+    }
     false
 }
 
@@ -366,6 +375,13 @@ mod tests {
             "The conference will begin. The conference will begin. The conference will begin."
         ));
         assert!(repeats("no no no"));
+        // Seen on Piper audio with the fitted window: the whole sentence twice.
+        assert!(repeats(
+            "Thank you for calling our offices are closed today. Thank you for calling our offices are closed today."
+        ));
+        assert!(!repeats(
+            "I said thank you, and thank you again for calling."
+        ));
         assert!(!repeats("I would like to book a table for two people."));
         assert!(!repeats("no, no, I said yes"));
     }
