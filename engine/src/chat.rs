@@ -37,30 +37,26 @@ pub fn router_for(
     let mut providers = Vec::new();
     for name in &chat.providers {
         let p = &config.providers[name];
+        let key = p.api_key.as_ref().map(|k| k.expose().to_string());
         let model: Arc<dyn ChatModel> = match p.kind {
             ProviderKind::OpenAi => Arc::new(OpenAiCompatible::new(
                 client.clone(),
                 &p.base_url,
                 &p.model,
-                p.api_key.as_ref().map(|k| k.expose().to_string()),
+                key,
             )),
+            // Config validation requires a key for these two.
             ProviderKind::Anthropic => Arc::new(Anthropic::new(
                 client.clone(),
                 &p.base_url,
                 &p.model,
-                p.api_key
-                    .as_ref()
-                    .map(|k| k.expose().to_string())
-                    .unwrap_or_default(),
+                key.unwrap_or_default(),
             )),
             ProviderKind::Gemini => Arc::new(Gemini::new(
                 client.clone(),
                 &p.base_url,
                 &p.model,
-                p.api_key
-                    .as_ref()
-                    .map(|k| k.expose().to_string())
-                    .unwrap_or_default(),
+                key.unwrap_or_default(),
             )),
         };
         providers.push(Provider {
