@@ -7,17 +7,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use hark::dial::{DialEnd, DialOptions, dial};
-use hark::stt::{SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors};
-use media_core::{CallId, SampleRate, Turn};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use hark::stt::word_errors;
+use media_core::SampleRate;
 
 const TEXT: &str = "Thank you for calling. Our offices are closed today.";
 
@@ -67,24 +62,11 @@ text = "{TEXT}"
         "{i}"
     );
     // What the caller heard, through Whisper.
-    let stt = WhisperTranscriber::start(WhisperConfig {
-        model: root().join("models/whisper/ggml-tiny.en.bin"),
-        name: "tiny.en".into(),
-        language: Some("en".into()),
-        threads: 2,
-        workers: 1,
-        queue: 1,
-        fit_window: true,
-    })
-    .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    stt.submit(SttRequest {
-        call: CallId(uuid::Uuid::new_v4()),
-        turn: Turn::from_recording(SampleRate::HZ_8000, report.received.clone()),
-        reply: tx,
-    })
-    .unwrap();
-    let heard = rx.blocking_recv().unwrap().unwrap().text;
+    let heard = hear(
+        &whisper_tiny(),
+        SampleRate::HZ_8000,
+        report.received.clone(),
+    );
     let (e, w) = word_errors(TEXT, &heard);
     // Piper varies a little from run to run; allow a word or two misheard.
     assert!(e * 3 <= w, "heard {heard:?}");

@@ -6,16 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
 use hark::dial::{DialOptions, dial};
 use hark::stt::word_errors;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn config(vad: &str) -> String {
     format!(

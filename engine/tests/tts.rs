@@ -5,17 +5,15 @@
 // Test helpers may unwrap: a broken fixture must stop the test loudly.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hark::stt::{SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors};
+use common::{hear, root, whisper_tiny};
+use hark::stt::word_errors;
 use hark::tts::{PiperSynthesizer, PiperVoice, PromptCache, SpeechStream, Synthesizer, normalize};
-use media_core::{CallId, SampleRate, Turn};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use media_core::SampleRate;
 
 fn voice() -> Arc<PiperVoice> {
     PiperVoice::load(
@@ -62,16 +60,7 @@ const ROUND_TRIP_MAX_WER: f64 = 0.15;
 fn round_trip_through_whisper_is_within_the_wer_threshold() {
     let rt = rt();
     let synth = synth();
-    let stt = WhisperTranscriber::start(WhisperConfig {
-        model: root().join("models/whisper/ggml-tiny.en.bin"),
-        name: "tiny.en".into(),
-        language: Some("en".into()),
-        threads: 2,
-        workers: 1,
-        queue: 4,
-        fit_window: true,
-    })
-    .unwrap();
+    let stt = whisper_tiny();
     let (mut errors, mut words) = (0, 0);
     for s in SENTENCES {
         let audio = rt
@@ -82,18 +71,7 @@ fn round_trip_through_whisper_is_within_the_wer_threshold() {
             "{s}: only {} samples",
             audio.len()
         );
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        stt.submit(SttRequest {
-            call: CallId(uuid::Uuid::new_v4()),
-            turn: Turn::from_recording(SampleRate::HZ_16000, audio),
-            reply: tx,
-        })
-        .unwrap();
-        let heard = rx
-            .blocking_recv()
-            .unwrap()
-            .map(|t| t.text)
-            .unwrap_or_default();
+        let heard = hear(&stt, SampleRate::HZ_16000, audio);
         // Compare spoken forms: Whisper writes "$12.50" where Piper said the words.
         let (e, w) = word_errors(&normalize(s), &normalize(&heard));
         println!("{e}/{w}  said: {s}\n      heard: {heard}");

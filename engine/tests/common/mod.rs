@@ -188,3 +188,38 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// The repository root (models/ and testdata/ live there).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whisper tiny.en from models/, as the speech tests use it.
+pub fn whisper_tiny() -> hark::stt::WhisperTranscriber {
+    hark::stt::WhisperTranscriber::start(hark::stt::WhisperConfig {
+        model: root().join("models/whisper/ggml-tiny.en.bin"),
+        name: "tiny.en".into(),
+        language: Some("en".into()),
+        threads: 2,
+        workers: 1,
+        queue: 4,
+        fit_window: true,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What `stt` hears in `samples` (empty when it hears no speech).
+pub fn hear(stt: &hark::stt::WhisperTranscriber, rate: SampleRate, samples: Vec<i16>) -> String {
+    use hark::stt::Transcriber;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    stt.submit(hark::stt::SttRequest {
+        call: media_core::CallId(uuid::Uuid::new_v4()),
+        turn: media_core::Turn::from_recording(rate, samples),
+        reply: tx,
+    })
+    .expect("the queue has room");
+    rx.blocking_recv()
+        .expect("a reply")
+        .map(|t| t.text)
+        .unwrap_or_default()
+}
