@@ -49,9 +49,10 @@ const SENTENCES: &[&str] = &[
 ];
 
 // Round trip: Piper speaks, Whisper tiny.en listens, both in this process.
-// Measured: 8.5 % WER over these 8 sentences (82 words) at 16 kHz, most of
-// it Whisper writing "November 24, 2026" where Piper said "November
-// twenty-fourth, twenty twenty-six", and "9:30 am" coming back as "930 I am". The
+// Measured over these 8 sentences at 16 kHz: 6.2-8.8 % WER across runs
+// (Piper's output varies a little each time), most of it Whisper writing
+// "November 24, 2026" where Piper said "November twenty-fourth, twenty
+// twenty-six", and hearing "am" as "I am". The
 // limit of 15 % leaves room for a slower or noisier build while failing on
 // a wrong phoneme mapping, rate or normalization (those give 50 % or more).
 const ROUND_TRIP_MAX_WER: f64 = 0.15;
@@ -72,8 +73,16 @@ fn round_trip_through_whisper_is_within_the_wer_threshold() {
             audio.len()
         );
         let heard = hear(&stt, SampleRate::HZ_16000, audio);
-        // Compare spoken forms: Whisper writes "$12.50" where Piper said the words.
-        let (e, w) = word_errors(&normalize(s), &normalize(&heard));
+        // Whisper may write what Piper said in words ("9:30", "$12.50") or
+        // spell it out: score against the spoken form and the written
+        // sentence, and count the closer one.
+        let spoken = word_errors(&normalize(s), &normalize(&heard));
+        let written = word_errors(s, &heard);
+        let (e, w) = if written.0 < spoken.0 {
+            written
+        } else {
+            spoken
+        };
         println!("{e}/{w}  said: {s}\n      heard: {heard}");
         errors += e;
         words += w;

@@ -320,12 +320,16 @@ impl Worker {
 }
 
 /// True when a fitted-window decode went wrong: it repeats a phrase, ran
-/// into its token cap, or found nothing in a turn of real length.
+/// into its token cap, or found (almost) nothing in a turn of real length:
+/// fewer than one word per two seconds, where speech has two or three per
+/// second (seen: "for" for a 2.5 s sentence). A false alarm only costs the
+/// full-window decode's time.
 fn looks_broken(d: &Decoded, secs: f32, cap: i32) -> bool {
     if d.tokens as i32 >= cap {
         return true;
     }
-    if d.text.trim().is_empty() && secs > 1.5 {
+    let words = d.text.split_whitespace().count() as f32;
+    if secs > 1.5 && words < secs / 2.0 {
         return true;
     }
     repeats(&d.text)
@@ -397,5 +401,17 @@ mod tests {
         let d = Decoded::default();
         assert!(looks_broken(&d, 3.0, 30));
         assert!(!looks_broken(&d, 1.0, 30));
+        let one_word = Decoded {
+            text: " for".into(),
+            tokens: 1,
+            ..Decoded::default()
+        };
+        assert!(looks_broken(&one_word, 2.5, 25));
+        let fine = Decoded {
+            text: "Your table is booked.".into(),
+            tokens: 6,
+            ..Decoded::default()
+        };
+        assert!(!looks_broken(&fine, 2.5, 25));
     }
 }
