@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::agent::{Agent, AgentAction, Digit};
 use crate::audiosocket::{self, DecodeError, EncodeError, HEADER_LEN, Message};
+use crate::dialog::{ChatLine, Heard, Record, ReplyInput, UtteranceId};
 use crate::endpointing::{EndpointEvent, Endpointer, Turn};
 use crate::frame::{Frame, SampleRate, Time};
 use crate::playout::{Playout, PlayoutStats};
@@ -156,8 +157,8 @@ pub struct CallStats {
     pub playout: PlayoutStats,
 }
 
-/// Something the driver should log or store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something the driver should do, log or store.
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// The UUID arrived: the call is live.
@@ -170,11 +171,34 @@ pub enum Event {
     BadDtmf(u8),
     /// The caller started talking (with an endpointer).
     SpeechStarted(Time),
+    /// The caller has paused (with an endpointer whose `preview` is set):
+    /// the turn so far, which may be the whole turn. STT can start on it;
+    /// if the [`Event::Turn`] that follows has the same `speech_start` and
+    /// `speech_end`, its transcript is this one's.
+    TurnPreview(Turn),
     /// The caller finished a turn (with an endpointer): hand it to STT.
     Turn(Turn),
-    /// The agent wants this said: synthesize it, feed the audio to
-    /// [`Call::play`], then call [`Call::handle_speech_done`].
-    Speak(String),
+    /// The agent wants this said: synthesize it, announce each piece with
+    /// [`Call::begin_segment`], feed its audio to [`Call::play`], then call
+    /// [`Call::handle_utterance_done`].
+    Speak {
+        /// The utterance.
+        id: UtteranceId,
+        /// What to say.
+        text: String,
+    },
+    /// The agent wants the model's next line: stream it (reporting with
+    /// [`Call::handle_reply`]) and speak it as for `Speak`.
+    Think {
+        /// The utterance the reply becomes.
+        id: UtteranceId,
+        /// The conversation so far.
+        history: Vec<ChatLine>,
+    },
+    /// Stop the model and TTS work of this utterance; drop its audio.
+    Cancel(UtteranceId),
+    /// For the control plane: transcript, latency, usage, outcome.
+    Record(Record),
     /// The call is over; nothing more will be transmitted.
     Ended {
         /// Why.
@@ -328,6 +352,9 @@ impl Call {
                     }
                     self.agent.handle_audio(now, frame, &mut self.playout);
                     self.drain_endpointer();
+                    if let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice) {
+                        self.agent.handle_voice(now, voice, &mut self.playout);
+                    }
                 }
             }
             (state, Message::Dtmf(byte)) => {
@@ -363,11 +390,16 @@ impl Call {
         }
     }
 
-    /// Queues synthesized speech for paced playout; returns the samples
-    /// taken (fewer when the playout queue is full). Audio must be at
-    /// [`rate`](Self::rate).
-    pub fn play(&mut self, now: Time, samples: &[i16]) -> usize {
+    /// Queues synthesized speech of utterance `id` for paced playout;
+    /// returns the samples taken (fewer when the playout queue is full).
+    /// Audio of an utterance the agent has cancelled is dropped (all of it
+    /// counts as taken), so a barge-in flush is never refilled by audio that
+    /// was already on its way. Audio must be at [`rate`](Self::rate).
+    pub fn play(&mut self, now: Time, id: UtteranceId, samples: &[i16]) -> usize {
         self.last_now = self.last_now.max(now);
+        if !self.agent.wants_audio(id) {
+            return samples.len();
+        }
         if matches!(self.state, State::Active | State::Draining) {
             self.playout.push(now, samples)
         } else {
@@ -380,12 +412,43 @@ impl Call {
         self.playout.queued()
     }
 
-    /// Everything the agent asked to say has been handed to [`play`](Self::play).
-    pub fn handle_speech_done(&mut self, now: Time) {
+    /// The next `samples` given to [`play`](Self::play) speak `text`, part
+    /// of utterance `id`. Lets the call tell what the caller has heard.
+    pub fn begin_segment(&mut self, now: Time, id: UtteranceId, text: &str, samples: usize) {
+        self.last_now = self.last_now.max(now);
+        if matches!(self.state, State::Active | State::Draining) {
+            let start = self.playout.end_position();
+            self.agent
+                .handle_segment(now, id, text, start, start + samples as u64);
+            self.drain_agent();
+        }
+    }
+
+    /// Every sample of utterance `id` has been handed to [`play`](Self::play).
+    pub fn handle_utterance_done(&mut self, now: Time, id: UtteranceId) {
         self.last_now = self.last_now.max(now);
         self.playout.mark_end();
+        if matches!(self.state, State::Active | State::Draining) {
+            self.agent.handle_utterance_done(now, id);
+            self.drain_agent();
+        }
+    }
+
+    /// STT's result for the oldest caller turn not yet reported (every
+    /// [`Event::Turn`] gets exactly one, empty text when it had no words).
+    pub fn handle_transcript(&mut self, now: Time, heard: Heard) {
+        self.last_now = self.last_now.max(now);
         if self.state == State::Active {
-            self.agent.handle_speech_done(now);
+            self.agent.handle_transcript(now, heard, &mut self.playout);
+            self.drain_agent();
+        }
+    }
+
+    /// News about the model reply of utterance `id` (see [`Event::Think`]).
+    pub fn handle_reply(&mut self, now: Time, id: UtteranceId, input: ReplyInput) {
+        self.last_now = self.last_now.max(now);
+        if matches!(self.state, State::Active | State::Draining) {
+            self.agent.handle_reply(now, id, input, &mut self.playout);
             self.drain_agent();
         }
     }
@@ -452,7 +515,11 @@ impl Call {
             if let Some(n) = self.playout.poll_frame(now, &mut self.frame_out) {
                 let rate = self.playout.rate();
                 match audiosocket::encode_samples(rate, &self.frame_out[..n], out) {
-                    Ok(len) => return Some(len),
+                    Ok(len) => {
+                        self.agent.handle_frame_sent(now, &self.playout);
+                        self.drain_agent();
+                        return Some(len);
+                    }
                     Err(e) => {
                         self.fail_encode(e);
                         return None;
@@ -516,13 +583,22 @@ impl Call {
 
     fn drain_agent(&mut self) {
         while let Some(action) = self.agent.poll_action() {
+            let live = matches!(self.state, State::Active | State::Draining);
             match action {
                 AgentAction::Hangup => {
                     if self.state == State::Active {
                         self.state = State::Draining;
                     }
                 }
-                AgentAction::Speak(text) => self.events.push_back(Event::Speak(text)),
+                AgentAction::Speak { id, text } if live => {
+                    self.events.push_back(Event::Speak { id, text });
+                }
+                AgentAction::Think { id, history } if live => {
+                    self.events.push_back(Event::Think { id, history });
+                }
+                AgentAction::Cancel(id) => self.events.push_back(Event::Cancel(id)),
+                AgentAction::Record(r) => self.events.push_back(Event::Record(r)),
+                AgentAction::Speak { .. } | AgentAction::Think { .. } => {}
             }
         }
     }
@@ -534,7 +610,11 @@ impl Call {
         while let Some(ev) = e.poll_event() {
             self.events.push_back(match ev {
                 EndpointEvent::SpeechStarted { at } => Event::SpeechStarted(at),
-                EndpointEvent::TurnEnded(turn) => Event::Turn(turn),
+                EndpointEvent::TurnEnded(turn) => {
+                    self.agent.handle_turn(self.last_now, &turn);
+                    Event::Turn(turn)
+                }
+                EndpointEvent::Preview(turn) => Event::TurnPreview(turn),
             });
         }
     }
@@ -553,6 +633,9 @@ impl Call {
             self.drain_endpointer();
         }
         self.state = State::Closed;
+        // What the caller heard of a reply cut off by the end is recorded.
+        self.agent.handle_end(self.last_now, &self.playout);
+        self.drain_agent();
         self.events.push_back(Event::Ended {
             reason,
             stats: self.stats(),

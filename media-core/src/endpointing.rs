@@ -43,6 +43,11 @@ pub struct EndpointConfig {
     pub pre_roll: Duration,
     /// Longest turn before it is cut.
     pub max_turn: Duration,
+    /// After this much silence (less than `hangover`), the turn so far is
+    /// offered as a [`EndpointEvent::Preview`], so STT can start while the
+    /// endpointer still waits to be sure the caller has finished. `None`:
+    /// no previews.
+    pub preview: Option<Duration>,
 }
 
 impl Default for EndpointConfig {
@@ -60,6 +65,7 @@ impl Default for EndpointConfig {
             pre_roll: Duration::from_millis(300),
             // Whisper's window is 30 s; a longer turn is a monologue or noise.
             max_turn: Duration::from_secs(30),
+            preview: None,
         }
     }
 }
@@ -122,6 +128,10 @@ pub enum EndpointEvent {
     },
     /// A turn is complete.
     TurnEnded(Turn),
+    /// The caller has paused for `preview`: the turn so far, in case it is
+    /// complete. If the turn then ends with the same `speech_start` and
+    /// `speech_end`, its audio is this audio (plus trailing silence).
+    Preview(Turn),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +150,19 @@ enum State {
         speech_start: Time,
         last_voiced_at: Time,
         last_voiced_pos: u64,
+        /// Windows at or above `speech_threshold` in this turn, summed.
+        voiced: Duration,
     },
+}
+
+/// The caller's speech so far in the current turn: what barge-in is
+/// judged on, so a cough or a click never cuts the agent off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Voice {
+    /// When the first voiced window began.
+    pub onset: Time,
+    /// Voiced audio in the turn so far (pauses not counted).
+    pub voiced: Duration,
 }
 
 /// Decides turn boundaries from a [`Vad`]. See the module docs.
@@ -165,6 +187,8 @@ pub struct Endpointer {
     events: VecDeque<EndpointEvent>,
     vad_errors: u64,
     last_probability: f32,
+    /// `last_voiced_at` of the pause last previewed.
+    previewed: Option<Time>,
 }
 
 /// A candidate ends if no voiced window comes for this long.
@@ -201,12 +225,28 @@ impl Endpointer {
             events: VecDeque::new(),
             vad_errors: 0,
             last_probability: 0.0,
+            previewed: None,
         }
     }
 
     /// True while the caller is in a confirmed turn.
     pub fn is_speaking(&self) -> bool {
         matches!(self.state, State::Speaking { .. })
+    }
+
+    /// The current turn's speech so far, while the caller is in one.
+    pub fn voice(&self) -> Option<Voice> {
+        match self.state {
+            State::Speaking {
+                speech_start,
+                voiced,
+                ..
+            } => Some(Voice {
+                onset: speech_start,
+                voiced,
+            }),
+            _ => None,
+        }
     }
 
     /// The last window's speech probability.
@@ -255,6 +295,14 @@ impl Endpointer {
             {
                 self.end_turn(now, TurnEnd::Silence);
             }
+            State::Speaking { last_voiced_at, .. }
+                if self.preview_due(last_voiced_at).is_some_and(|t| now >= t) =>
+            {
+                self.previewed = Some(last_voiced_at);
+                if let Some(turn) = self.snapshot(now) {
+                    self.events.push_back(EndpointEvent::Preview(turn));
+                }
+            }
             State::Candidate { last_voiced_at, .. } if now >= last_voiced_at + CANDIDATE_GAP => {
                 self.state = State::Silence;
             }
@@ -268,8 +316,18 @@ impl Endpointer {
         match self.state {
             State::Silence => None,
             State::Candidate { last_voiced_at, .. } => Some(last_voiced_at + CANDIDATE_GAP),
-            State::Speaking { last_voiced_at, .. } => Some(last_voiced_at + self.config.hangover),
+            State::Speaking { last_voiced_at, .. } => {
+                let end = last_voiced_at + self.config.hangover;
+                Some(self.preview_due(last_voiced_at).map_or(end, |t| t.min(end)))
+            }
         }
+    }
+
+    /// When the pause after `last_voiced_at` is due for a preview, if it is.
+    fn preview_due(&self, last_voiced_at: Time) -> Option<Time> {
+        let p = self.config.preview?;
+        (p < self.config.hangover && self.previewed != Some(last_voiced_at))
+            .then(|| last_voiced_at + p)
     }
 
     /// The call is over: a turn in progress ends now (nothing is lost).
@@ -353,8 +411,14 @@ impl Endpointer {
                 speech_start,
                 last_voiced_at,
                 last_voiced_pos,
+                voiced,
             } => {
                 self.turn.extend_from_slice(window);
+                let voiced = if p >= self.config.speech_threshold {
+                    voiced + self.window_len
+                } else {
+                    voiced
+                };
                 let (last_voiced_at, last_voiced_pos) = if p >= self.config.silence_threshold {
                     (now, self.pos)
                 } else {
@@ -365,6 +429,7 @@ impl Endpointer {
                     speech_start,
                     last_voiced_at,
                     last_voiced_pos,
+                    voiced,
                 };
                 if self.rate.duration_of(self.turn.len()) >= self.config.max_turn {
                     self.end_turn(now, TurnEnd::MaxLength);
@@ -415,9 +480,33 @@ impl Endpointer {
             speech_start: start_at,
             last_voiced_at,
             last_voiced_pos: self.pos,
+            voiced,
         };
         self.events
             .push_back(EndpointEvent::SpeechStarted { at: start_at });
+    }
+
+    /// The turn so far, trimmed as [`end_turn`](Self::end_turn) would trim it.
+    fn snapshot(&self, now: Time) -> Option<Turn> {
+        let State::Speaking {
+            turn_pos,
+            speech_start,
+            last_voiced_at,
+            last_voiced_pos,
+            ..
+        } = self.state
+        else {
+            return None;
+        };
+        let keep = (last_voiced_pos.saturating_sub(turn_pos) as usize) + self.rate.samples_in(TAIL);
+        Some(Turn {
+            rate: self.rate,
+            samples: self.turn[..keep.min(self.turn.len())].to_vec(),
+            speech_start,
+            speech_end: last_voiced_at,
+            decided_at: now,
+            reason: TurnEnd::Silence,
+        })
     }
 
     fn end_turn(&mut self, now: Time, reason: TurnEnd) {
@@ -426,6 +515,7 @@ impl Endpointer {
             speech_start,
             last_voiced_at,
             last_voiced_pos,
+            ..
         } = self.state
         else {
             return;
@@ -633,5 +723,80 @@ mod tests {
         }
         assert!(e.is_speaking());
         assert_eq!(e.vad_errors(), 0);
+    }
+
+    /// Like `run`, but wakes up at every deadline between windows (as the
+    /// driver does), with `gap_after` windows followed by `gap` of no frames.
+    fn run_live(probs: &[f32], config: EndpointConfig) -> Vec<(Time, EndpointEvent)> {
+        let mut e = Endpointer::new(
+            config,
+            Box::new(Scripted {
+                probs: probs.to_vec(),
+                next: 0,
+            }),
+        );
+        let mut out = Vec::new();
+        let mut t = 0u64;
+        let step = |e: &mut Endpointer, until: Time, out: &mut Vec<(Time, EndpointEvent)>| {
+            while let Some(d) = e.poll_timeout().filter(|&d| d <= until) {
+                e.handle_timeout(d);
+                while let Some(ev) = e.poll_event() {
+                    out.push((d, ev));
+                }
+            }
+        };
+        for i in 0..probs.len() {
+            t += 32_000;
+            let now = Time::from_micros(t);
+            step(&mut e, now, &mut out);
+            e.handle_audio(now, Frame::new(SampleRate::HZ_8000, &[i as i16; 256]));
+            while let Some(ev) = e.poll_event() {
+                out.push((now, ev));
+            }
+        }
+        step(&mut e, Time::from_micros(t + 3_000_000), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_pause_is_previewed_once_and_matches_the_turn() {
+        let config = EndpointConfig {
+            hangover: Duration::from_millis(400),
+            preview: Some(Duration::from_millis(200)),
+            ..EndpointConfig::default()
+        };
+        // Speech, a 256 ms pause (previewed, not an end), speech, silence.
+        let mut probs = vec![0.9; 10];
+        probs.extend([0.0; 8]);
+        probs.extend([0.9; 10]);
+        probs.extend([0.0; 30]);
+        let events = run_live(&probs, config);
+        let previews: Vec<&Turn> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                EndpointEvent::Preview(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        let turns: Vec<&Turn> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                EndpointEvent::TurnEnded(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        // One turn; a preview for each pause of 200 ms or more.
+        assert_eq!(turns.len(), 1);
+        assert_eq!(previews.len(), 2);
+        // The first pause's preview is not the turn; the second's is.
+        assert_ne!(previews[0].speech_end, turns[0].speech_end);
+        assert_eq!(previews[1].speech_start, turns[0].speech_start);
+        assert_eq!(previews[1].speech_end, turns[0].speech_end);
+        assert_eq!(previews[1].samples, turns[0].samples);
+        // The preview came 200 ms before the turn was decided.
+        let at = |e: &EndpointEvent| events.iter().find(|(_, x)| x == e).map(|(t, _)| *t);
+        let preview_at = at(&EndpointEvent::Preview(previews[1].clone())).unwrap();
+        let turn_at = at(&EndpointEvent::TurnEnded(turns[0].clone())).unwrap();
+        assert_eq!(turn_at - preview_at, Duration::from_millis(200));
     }
 }

@@ -17,6 +17,10 @@
 //! - `agent`: the [`Agent`] trait and the [`Echo`] agent.
 //! - `vad`: the [`Vad`] trait (a speech probability per window) and [`EnergyVad`].
 //! - `endpointing`: [`Endpointer`], turn start and end from a VAD.
+//! - `dialog`: what a talking agent and its driver tell each other
+//!   (utterances, transcripts, reply news) and the records a call leaves.
+//! - `conversation`: [`Conversation`], the voice agent: turn-taking,
+//!   barge-in, silence, DTMF, hand-off.
 #![forbid(unsafe_code)]
 
 pub mod audiosocket;
@@ -24,6 +28,8 @@ pub mod g711;
 
 mod agent;
 mod call;
+mod conversation;
+mod dialog;
 mod endpointing;
 mod frame;
 mod playout;
@@ -32,7 +38,11 @@ mod vad;
 
 pub use agent::{Agent, AgentAction, Digit, Echo, Say, Transcribe};
 pub use call::{Call, CallConfig, CallId, CallStats, Ears, EndReason, Event, MAX_TRANSMIT};
-pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd};
+pub use conversation::{Conversation, ConversationConfig, Handoff};
+pub use dialog::{
+    ChatLine, Heard, Outcome, Record, ReplyInput, Segment, Speaker, TurnLatency, UtteranceId,
+};
+pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd, Voice};
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
 pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};
 pub use resample::{ResampleError, Resampler};

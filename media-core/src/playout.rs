@@ -74,6 +74,9 @@ pub struct Playout {
     /// The producer said no more audio follows: a short last frame leaves
     /// on its own slot instead of waiting for the rest.
     ended: bool,
+    /// Samples released since the queue was created: the position of the
+    /// queue's front in the stream of everything ever played.
+    released: u64,
     stats: PlayoutStats,
 }
 
@@ -91,8 +94,20 @@ impl Playout {
             grid: None,
             resume_at: Time::ZERO,
             ended: false,
+            released: 0,
             stats: PlayoutStats::default(),
         }
+    }
+
+    /// Samples released so far. A reply's text is mapped onto these
+    /// positions, so the call knows how much of it the caller has heard.
+    pub fn position(&self) -> u64 {
+        self.released
+    }
+
+    /// The position the next pushed sample will have.
+    pub fn end_position(&self) -> u64 {
+        self.released + self.queue.len() as u64
     }
 
     /// The rate of the queued audio.
@@ -218,6 +233,7 @@ impl Playout {
             *o = s;
         }
         grid.sent += 1;
+        self.released += n as u64;
         self.stats.frames_sent += 1;
         Some(n)
     }
@@ -249,7 +265,9 @@ impl Playout {
             && self.queue.is_empty()
             && now >= grid.slot(grid.sent) + FRAME_DURATION
         {
-            if grid.sent > 0 {
+            // Running dry after the producer's marked end is the end of
+            // an utterance, not an underrun.
+            if grid.sent > 0 && !self.ended {
                 self.stats.underruns += 1;
             }
             self.end_grid();

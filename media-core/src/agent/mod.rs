@@ -16,20 +16,41 @@ pub use echo::Echo;
 pub use say::Say;
 pub use transcribe::Transcribe;
 
+use crate::dialog::{ChatLine, Heard, Record, ReplyInput, UtteranceId};
+use crate::endpointing::{Turn, Voice};
 use crate::frame::{Frame, Time};
 use crate::playout::Playout;
 
 /// What an agent asks of its call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum AgentAction {
     /// Finish playing what is queued, then send AudioSocket hangup (0x00) so
     /// the dialplan continues (the hand-off path).
     Hangup,
     /// Say this text. The driver synthesizes it (I/O, outside the core),
-    /// feeds the audio back with [`Call::play`](crate::Call::play), and
-    /// reports the end with [`Call::handle_speech_done`](crate::Call::handle_speech_done).
-    Speak(String),
+    /// announces each piece with [`Call::begin_segment`](crate::Call::begin_segment),
+    /// feeds the audio with [`Call::play`](crate::Call::play), and reports
+    /// the end with [`Call::handle_utterance_done`](crate::Call::handle_utterance_done).
+    Speak {
+        /// The utterance.
+        id: UtteranceId,
+        /// What to say.
+        text: String,
+    },
+    /// Ask the model for the next line given the conversation so far and
+    /// speak it as it streams (same audio path as `Speak`); report the
+    /// model's side with [`Call::handle_reply`](crate::Call::handle_reply).
+    Think {
+        /// The utterance the reply becomes.
+        id: UtteranceId,
+        /// The conversation so far, oldest first.
+        history: Vec<ChatLine>,
+    },
+    /// Stop all work on this utterance (model and TTS); its audio is gone.
+    Cancel(UtteranceId),
+    /// Something for the control plane.
+    Record(Record),
 }
 
 /// A DTMF digit: `0-9`, `*`, `#`, `A-D`.
@@ -69,9 +90,59 @@ pub trait Agent: Send + fmt::Debug {
         let _ = now;
     }
 
-    /// Everything asked with [`AgentAction::Speak`] has been queued for playout.
-    fn handle_speech_done(&mut self, now: Time) {
-        let _ = now;
+    /// Every sample of utterance `id` has been handed to playout.
+    fn handle_utterance_done(&mut self, now: Time, id: UtteranceId) {
+        let _ = (now, id);
+    }
+
+    /// The samples of utterance `id` at playout positions `start..end`
+    /// speak `text` (see [`Playout::position`]).
+    fn handle_segment(&mut self, now: Time, id: UtteranceId, text: &str, start: u64, end: u64) {
+        let _ = (now, id, text, start, end);
+    }
+
+    /// False once utterance `id` has been cancelled: its audio is dropped.
+    fn wants_audio(&self, id: UtteranceId) -> bool {
+        let _ = id;
+        true
+    }
+
+    /// A frame has left; `playout` tells how far the caller has heard.
+    fn handle_frame_sent(&mut self, now: Time, playout: &Playout) {
+        let _ = (now, playout);
+    }
+
+    /// The caller is in a turn and has spoken this much of it so far
+    /// (called on every frame of the turn).
+    fn handle_voice(&mut self, now: Time, voice: Voice, playout: &mut Playout) {
+        let _ = (now, voice, playout);
+    }
+
+    /// The caller's turn is over; its audio goes to STT.
+    fn handle_turn(&mut self, now: Time, turn: &Turn) {
+        let _ = (now, turn);
+    }
+
+    /// STT's result for the oldest turn not yet reported.
+    fn handle_transcript(&mut self, now: Time, heard: Heard, playout: &mut Playout) {
+        let _ = (now, heard, playout);
+    }
+
+    /// News about the model reply for utterance `id`.
+    fn handle_reply(
+        &mut self,
+        now: Time,
+        id: UtteranceId,
+        input: ReplyInput,
+        playout: &mut Playout,
+    ) {
+        let _ = (now, id, input, playout);
+    }
+
+    /// The call is ending (for any reason): last chance to record what the
+    /// caller heard. No further action is carried out except records.
+    fn handle_end(&mut self, now: Time, playout: &Playout) {
+        let _ = (now, playout);
     }
 
     /// The caller's audio. The first frame also fixes the call's rate.

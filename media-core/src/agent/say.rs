@@ -6,6 +6,7 @@
 //! so the dialplan continues).
 
 use crate::agent::{Agent, AgentAction};
+use crate::dialog::UtteranceId;
 use crate::frame::{Frame, Time};
 use crate::playout::Playout;
 
@@ -30,10 +31,13 @@ impl Say {
 
 impl Agent for Say {
     fn handle_start(&mut self, _now: Time) {
-        self.actions.push(AgentAction::Speak(self.text.clone()));
+        self.actions.push(AgentAction::Speak {
+            id: UtteranceId(1),
+            text: self.text.clone(),
+        });
     }
 
-    fn handle_speech_done(&mut self, _now: Time) {
+    fn handle_utterance_done(&mut self, _now: Time, _id: UtteranceId) {
         if self.hangup {
             self.actions.push(AgentAction::Hangup);
         }

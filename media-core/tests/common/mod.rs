@@ -192,3 +192,4 @@ pub fn wav(bytes: &[u8]) -> (media_core::SampleRate, Vec<i16>) {
     }
     panic!("no data chunk");
 }
+pub mod voice;
