@@ -212,7 +212,18 @@ impl Worker {
             // of 64; the decoder may write ~5 tokens per second of speech.
             let ctx = (((secs * 50.0) as i32 + 128 + 63) / 64 * 64).min(1500);
             let cap = (secs * 6.0) as i32 + 10;
-            let fast = self.decode(ctx, cap)?;
+            let mut fast = self.decode(ctx, cap)?;
+            if looks_broken(&fast, secs, cap)
+                && let Some(text) = loop_cut(&fast.text)
+                && text.split_whitespace().count() as f32 >= secs / 2.0
+            {
+                // The decoder looped over a phrase it had heard right:
+                // keep one copy rather than pay for the full window.
+                tracing::debug!(looped = %fast.text, kept = %text, "fitted window looped: kept the first pass");
+                fast.text = text;
+                // It hit the token cap only by looping.
+                fast.tokens = 0;
+            }
             if looks_broken(&fast, secs, cap) {
                 tracing::debug!(text = %fast.text, "fitted window failed: decoding with the full window");
                 self.decode(0, 0)?
@@ -369,9 +380,57 @@ fn repeats(text: &str) -> bool {
     false
 }
 
+/// A decoder loop: the text up to the end of the first copy of a phrase of
+/// 3 or more words when everything after it only repeats that phrase
+/// (the last copy may be cut short). `None` for anything else.
+fn loop_cut(text: &str) -> Option<String> {
+    let raw: Vec<&str> = text.split_whitespace().collect();
+    let words: Vec<String> = raw
+        .iter()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .collect();
+    let len = words.len();
+    for start in 0..len {
+        for n in 3..=(len - start) / 2 {
+            let looping = (start + n..len).all(|i| words[i] == words[start + (i - start) % n]);
+            if looping {
+                return Some(raw[..start + n].join(" "));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loop_is_cut_after_its_first_copy() {
+        assert_eq!(
+            loop_cut(
+                "Thank you for your patience. Thank you for your patience. Thank you for your"
+            )
+            .as_deref(),
+            Some("Thank you for your patience.")
+        );
+        assert_eq!(
+            loop_cut("Hello. The leader arrives now. The leader arrives now. The leader")
+                .as_deref(),
+            Some("Hello. The leader arrives now.")
+        );
+        // Short repeats are not cut ("no no no" is speech), nor is a
+        // repeat followed by something new.
+        assert_eq!(loop_cut("no no no no"), None);
+        assert_eq!(
+            loop_cut("I said one two three one two three and four"),
+            None
+        );
+        assert_eq!(loop_cut("I would like to book a table."), None);
+    }
 
     #[test]
     fn repetition_is_detected() {
