@@ -72,7 +72,7 @@ fn main() {
             let mut ttfa = None;
             let mut samples = 0;
             while let Some(chunk) = stream.next_audio().await {
-                let chunk = chunk.unwrap();
+                let chunk = chunk.unwrap().audio;
                 ttfa.get_or_insert(start.elapsed());
                 samples += chunk.len();
             }

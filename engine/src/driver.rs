@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use media_core::audiosocket::{Decoder, HEADER_LEN};
 use media_core::{
-    Agent, Call, CallConfig, CallId, Ears, EndReason, Event, MAX_TRANSMIT, Time, Turn, TurnEnd,
+    Agent, Call, CallConfig, CallId, Ears, EndReason, Event, Heard, MAX_TRANSMIT, Outcome, Record,
+    Time, Turn, TurnEnd,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,13 +25,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
 use crate::server::Phase;
+use crate::speaking::{Brain, Voice};
 use crate::speech::Mouth;
 use crate::stt::{SttError, SttRequest, Transcriber, Transcript};
-use crate::tts::SpeechStream;
-
-/// Speech is fed to the call's playout up to this far ahead; the rest
-/// waits here (and in the stream), so the playout queue never overflows.
-const FEED_AHEAD: Duration = Duration::from_secs(1);
 
 /// After the call ends, how long its last turns may take to transcribe.
 const TRANSCRIPT_GRACE: Duration = Duration::from_secs(60);
@@ -46,22 +43,9 @@ pub(crate) struct CallSetup {
     pub(crate) transcriber: Option<Arc<dyn Transcriber>>,
     /// How the agent speaks, for speaking agents.
     pub(crate) mouth: Option<Mouth>,
+    /// How the agent thinks, for conversations.
+    pub(crate) brain: Option<Arc<Brain>>,
     pub(crate) max_payload: usize,
-}
-
-/// What the call is saying.
-struct Speaking {
-    /// Audio ready to go to playout, from `at`.
-    pending: Vec<i16>,
-    at: usize,
-    /// More audio being synthesized (none for a cached prompt).
-    stream: Option<SpeechStream>,
-}
-
-impl Speaking {
-    fn has_pending(&self) -> bool {
-        self.at < self.pending.len()
-    }
 }
 
 /// A turn sent to STT, waiting for its text.
@@ -98,9 +82,10 @@ pub(crate) async fn drive(
         call = call.with_ears(ears);
     }
     let transcriber = setup.transcriber;
-    let mouth = setup.mouth;
-    let mut speaking: Option<Speaking> = None;
+    let (mut voice, mut replies) = Voice::new(setup.mouth, setup.brain);
     let mut pending: VecDeque<PendingTurn> = VecDeque::new();
+    // A paused turn already sent to STT, in case it is complete.
+    let mut preview: Option<PendingTurn> = None;
     let decoder = Decoder::new(setup.max_payload);
     let mut rbuf: Vec<u8> = Vec::with_capacity(setup.max_payload + HEADER_LEN + 4096);
     let mut wbuf = vec![0u8; MAX_TRANSMIT];
@@ -109,39 +94,55 @@ pub(crate) async fn drive(
 
     loop {
         let now = clock();
-        feed_speech(&mut call, &mut speaking, now);
-        // Drain everything the call has to say at `now`.
-        while let Some(n) = call.poll_transmit(now, &mut wbuf) {
-            trace!(bytes = n, "send");
-            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&wbuf[..n])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    debug!("write failed: {e}");
-                    call.handle_peer_closed(now, !rbuf.is_empty());
-                    break;
-                }
-                Err(_) => {
-                    call.abort(now, EndReason::Internal("peer stopped reading".into()));
-                    break;
+        // Events first (a cancel must land before more audio is fed), then
+        // audio into playout, then whatever is due on the socket; repeat
+        // while that produced new events.
+        loop {
+            let mut any = false;
+            while let Some(event) = call.poll_event() {
+                any = true;
+                match event {
+                    Event::Turn(turn) => take_turn(
+                        &mut call,
+                        now,
+                        turn,
+                        &mut preview,
+                        transcriber.as_deref(),
+                        &mut pending,
+                    ),
+                    Event::TurnPreview(turn) => {
+                        preview = submit_turn(call.id(), turn, transcriber.as_deref());
+                    }
+                    Event::Speak { id, text } => voice.speak(id, &text, call.rate()),
+                    Event::Think { id, history } => voice.think(id, history, call.rate()),
+                    Event::Cancel(id) => voice.cancel(id),
+                    Event::Record(r) => log_record(&r),
+                    other => {
+                        if let Some(reason) = log_event(other) {
+                            outcome = Some(reason);
+                        }
+                    }
                 }
             }
-        }
-        while let Some(event) = call.poll_event() {
-            match event {
-                Event::Turn(turn) => {
-                    submit_turn(call.id(), turn, transcriber.as_deref(), &mut pending)
-                }
-                Event::Speak(text) => {
-                    speaking = start_speaking(&text, mouth.as_ref(), call.rate()).await;
-                    if speaking.is_none() {
-                        call.handle_speech_done(now);
+            voice.feed(&mut call, now);
+            while let Some(n) = call.poll_transmit(now, &mut wbuf) {
+                any = true;
+                trace!(bytes = n, "send");
+                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&wbuf[..n])).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!("write failed: {e}");
+                        call.handle_peer_closed(now, !rbuf.is_empty());
+                        break;
+                    }
+                    Err(_) => {
+                        call.abort(now, EndReason::Internal("peer stopped reading".into()));
+                        break;
                     }
                 }
-                other => {
-                    if let Some(reason) = log_event(other) {
-                        outcome = Some(reason);
-                    }
-                }
+            }
+            if !any {
+                break;
             }
         }
         if call.is_closed() {
@@ -172,21 +173,13 @@ pub(crate) async fn drive(
             () = sleep_or_forever(sleep_until) => call.handle_timeout(clock()),
             result = next_transcript(&mut pending), if !pending.is_empty() => {
                 if let Some(turn) = pending.pop_front() {
-                    log_transcript(&turn, result, clock());
+                    let now = clock();
+                    let heard = log_transcript(&turn, result, now);
+                    call.handle_transcript(now, heard);
                 }
             }
-            audio = next_speech(&mut speaking), if wants_speech(&speaking, &call) => {
-                if let Some(s) = speaking.as_mut() {
-                    match audio {
-                        Some(Ok(samples)) => {
-                            s.pending = samples;
-                            s.at = 0;
-                        }
-                        Some(Err(e)) => warn!("speech chunk lost: {e}"),
-                        None => s.stream = None,
-                    }
-                }
-            }
+            audio = voice.next_audio(), if voice.wants_audio(&call) => voice.on_audio(audio),
+            Some((id, news)) = replies.recv() => call.handle_reply(clock(), id, news),
         }
     }
     // The call is over; its last turns are still worth their text.
@@ -232,88 +225,18 @@ fn feed(call: &mut Call, decoder: &Decoder, rbuf: &mut Vec<u8>, now: Time) {
     rbuf.drain(..used);
 }
 
-/// Starts saying `text`: a cached prompt at once, else a speech stream.
-async fn start_speaking(
-    text: &str,
-    mouth: Option<&Mouth>,
-    rate: media_core::SampleRate,
-) -> Option<Speaking> {
-    let Some(mouth) = mouth else {
-        warn!("the agent asked to speak, but no TTS is configured");
-        return None;
-    };
-    if let Some(audio) = mouth.cache.get(text, rate) {
-        debug!(samples = audio.len(), "speaking a cached prompt");
-        return Some(Speaking {
-            pending: audio.to_vec(),
-            at: 0,
-            stream: None,
-        });
-    }
-    let mut stream = SpeechStream::start(Arc::clone(&mouth.synth), rate, mouth.max_wait);
-    if let Err(e) = stream.push(text.to_string()).await {
-        warn!("cannot start speaking: {e}");
-        return None;
-    }
-    stream.finish();
-    Some(Speaking {
-        pending: Vec::new(),
-        at: 0,
-        stream: Some(stream),
-    })
-}
-
-/// Moves speech into the call's playout while it has room; tells the call
-/// when everything has been handed over.
-fn feed_speech(call: &mut Call, speaking: &mut Option<Speaking>, now: Time) {
-    let Some(s) = speaking.as_mut() else {
-        return;
-    };
-    let step = call.rate().frame_samples() * 5;
-    while s.has_pending() && call.queued_audio() < FEED_AHEAD {
-        let end = (s.at + step).min(s.pending.len());
-        let took = call.play(now, &s.pending[s.at..end]);
-        if took == 0 {
-            break;
-        }
-        s.at += took;
-    }
-    if !s.has_pending() && s.stream.is_none() {
-        *speaking = None;
-        call.handle_speech_done(now);
-    }
-}
-
-/// True when the next synthesized chunk is wanted now.
-fn wants_speech(speaking: &Option<Speaking>, call: &Call) -> bool {
-    speaking
-        .as_ref()
-        .is_some_and(|s| s.stream.is_some() && !s.has_pending())
-        && call.queued_audio() < FEED_AHEAD
-}
-
-async fn next_speech(
-    speaking: &mut Option<Speaking>,
-) -> Option<Result<Vec<i16>, crate::tts::TtsError>> {
-    match speaking.as_mut().and_then(|s| s.stream.as_mut()) {
-        Some(stream) => stream.next_audio().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Hands a finished turn to STT (never blocks; a refusal is logged).
 fn submit_turn(
     call: Option<CallId>,
     turn: Turn,
     transcriber: Option<&dyn Transcriber>,
-    pending: &mut VecDeque<PendingTurn>,
-) {
+) -> Option<PendingTurn> {
     let (Some(call), Some(stt)) = (call, transcriber) else {
         debug!(
             audio_ms = turn.duration().as_millis() as u64,
             "caller turn (no transcriber)"
         );
-        return;
+        return None;
     };
     let (tx, rx) = oneshot::channel();
     let waiting = PendingTurn {
@@ -329,10 +252,52 @@ fn submit_turn(
         turn,
         reply: tx,
     }) {
-        Ok(()) => pending.push_back(waiting),
-        Err(e) => warn!(
-            audio_ms = waiting.audio.as_millis() as u64,
-            "caller turn not transcribed: {e}"
+        Ok(()) => Some(waiting),
+        Err(e) => {
+            warn!(
+                audio_ms = waiting.audio.as_millis() as u64,
+                "caller turn not transcribed: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// A finished turn: its transcript is already on the way if the preview
+/// was of the same speech, else it goes to STT now. Every turn gets one
+/// report to the call, empty when it could not be transcribed.
+fn take_turn(
+    call: &mut Call,
+    now: Time,
+    turn: Turn,
+    preview: &mut Option<PendingTurn>,
+    transcriber: Option<&dyn Transcriber>,
+    pending: &mut VecDeque<PendingTurn>,
+) {
+    let same = preview
+        .as_ref()
+        .is_some_and(|p| p.speech_start == turn.speech_start && p.speech_end == turn.speech_end);
+    let previewed = preview.take();
+    let waiting = match previewed {
+        Some(mut p) if same => {
+            trace!("the preview was the whole turn");
+            p.decided_at = turn.decided_at;
+            p.reason = turn.reason;
+            Some(p)
+        }
+        _ => submit_turn(call.id(), turn.clone(), transcriber),
+    };
+    match waiting {
+        Some(w) => pending.push_back(w),
+        None => call.handle_transcript(
+            now,
+            Heard {
+                text: String::new(),
+                confidence: 0.0,
+                speech_start: turn.speech_start,
+                speech_end: turn.speech_end,
+                decided_at: turn.decided_at,
+            },
         ),
     }
 }
@@ -345,14 +310,22 @@ async fn next_transcript(pending: &mut VecDeque<PendingTurn>) -> Result<Transcri
     }
 }
 
-/// Logs one caller turn with its timings.
-fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now: Time) {
+/// Logs one caller turn with its timings; returns what the agent hears.
+fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now: Time) -> Heard {
     let ms = |d: Duration| d.as_millis() as u64;
     let speech_ms = ms(turn.speech_end - turn.speech_start);
     let endpoint_ms = ms(turn.decided_at - turn.speech_end);
     let turn_end_to_text_ms = ms(now - turn.speech_end);
+    let mut heard = Heard {
+        text: String::new(),
+        confidence: 0.0,
+        speech_start: turn.speech_start,
+        speech_end: turn.speech_end,
+        decided_at: turn.decided_at,
+    };
     match result {
-        Ok(t) => info!(
+        Ok(t) => {
+            info!(
             text = %t.text,
             confidence = format_args!("{:.2}", t.confidence),
             start_ms = turn.speech_start.as_micros() / 1_000,
@@ -365,13 +338,53 @@ fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now:
             engine = %t.engine,
             end = ?turn.reason,
             "caller turn"
-        ),
+            );
+            heard.text = t.text;
+            heard.confidence = t.confidence;
+        }
         Err(SttError::NoSpeech) => debug!(speech_ms, "turn had no words"),
         Err(e) => warn!(
             speech_ms,
             audio_ms = ms(turn.audio),
             "caller turn lost: {e}"
         ),
+    }
+    heard
+}
+
+/// Logs what the call leaves for the control plane.
+fn log_record(record: &Record) {
+    let ms = |t: Time| t.as_micros() / 1_000;
+    let span = |a: Time, b: Time| b.saturating_since(a).as_millis() as u64;
+    match record {
+        Record::Said(s) => info!(
+            speaker = ?s.speaker,
+            text = %s.text,
+            start_ms = ms(s.start),
+            end_ms = ms(s.end),
+            interrupted = s.interrupted,
+            "said"
+        ),
+        Record::Latency(l) => info!(
+            voice_to_voice_ms = l.voice_to_voice().as_millis() as u64,
+            endpoint_ms = span(l.speech_end, l.decided_at),
+            stt_ms = span(l.decided_at, l.transcribed_at),
+            first_token_ms = span(l.transcribed_at, l.first_token_at),
+            first_audio_ms = span(l.first_token_at, l.first_audio_at),
+            playout_ms = span(l.first_audio_at, l.first_frame_at),
+            "turn latency"
+        ),
+        Record::BargeIn { onset, at } => info!(
+            onset_ms = ms(*onset),
+            reaction_ms = span(*onset, *at),
+            "barge-in"
+        ),
+        Record::Lead(args) => info!(lead = %args, "lead"),
+        Record::ReplyFailed(why) => warn!("reply failed: {why}"),
+        Record::Outcome(o @ Outcome::Transferred { target, reason }) => {
+            info!(outcome = %o.as_str(), %target, %reason, "conversation outcome");
+        }
+        Record::Outcome(o) => info!(outcome = %o.as_str(), "conversation outcome"),
     }
 }
 

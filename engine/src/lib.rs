@@ -9,6 +9,7 @@
 //! - [`chat`]: `hark chat`, a text conversation through an agent's router.
 //! - `server`: listeners, the call cap, graceful shutdown ([`Server`]).
 //! - `driver`: the per-call task that owns the socket and the `Call`.
+//! - `speaking`: a talking call's model replies and speech, in order.
 //! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
 //! - [`wav`]: WAV in and out.
 //! - [`models`]: `hark models list|fetch`.
@@ -45,6 +46,7 @@ pub mod wav;
 
 mod driver;
 mod server;
+mod speaking;
 mod tls;
 
 pub use config::{Config, ConfigError};

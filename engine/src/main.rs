@@ -362,7 +362,7 @@ fn say(
         let mut audio = Vec::new();
         let mut first = None;
         while let Some(chunk) = stream.next_audio().await {
-            let chunk = chunk?;
+            let chunk = chunk?.audio;
             if first.is_none() && !chunk.is_empty() {
                 first = Some(start.elapsed());
             }

@@ -19,12 +19,14 @@ use std::time::Duration;
 use media_core::EndReason;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::{Config, Listener};
+use crate::config::{AgentSpec, Config, Listener};
 use crate::driver::{self, CallSetup};
+use crate::llm::UsageRecord;
+use crate::speaking::Brain;
 use crate::speech::Speech;
 
 /// The application-specific AudioSocket error code hark sends when it refuses
@@ -51,6 +53,14 @@ pub enum ServeError {
     /// A model or the transcriber could not be loaded.
     #[error("cannot load speech: {0}")]
     Speech(#[from] crate::speech::SpeechError),
+    /// A voice agent's model router could not be built.
+    #[error("agent {agent:?}: {reason}")]
+    Brain {
+        /// The agent.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
     /// A listener's address could not be bound.
     #[error("listener {name:?} cannot listen on {address}: {source}")]
     Bind {
@@ -85,16 +95,49 @@ struct Counters {
 #[derive(Debug)]
 pub struct Server {
     config: Arc<Config>,
-    bound: Vec<(Listener, TcpListener)>,
+    bound: Vec<Bound>,
     speech: Option<Arc<Speech>>,
+    /// Every model request's accounting, from all routers.
+    usage: mpsc::Receiver<UsageRecord>,
 }
+
+/// One listening socket and what its calls get.
+#[derive(Debug)]
+struct Bound {
+    listener: Listener,
+    tcp: TcpListener,
+    /// The agent's model router, for voice agents.
+    brain: Option<Arc<Brain>>,
+}
+
+/// Usage records waiting to be logged (and, later, stored).
+const USAGE_QUEUE: usize = 1_024;
 
 impl Server {
     /// Binds every configured listener.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let speech = Speech::load(&config).await?;
+        let (usage_tx, usage) = mpsc::channel(USAGE_QUEUE);
         let mut bound = Vec::with_capacity(config.listeners.len());
+        // One router per agent, shared by its listeners' calls.
+        let mut brains: Vec<(String, Arc<Brain>)> = Vec::new();
         for l in &config.listeners {
+            let brain = match &l.agent {
+                AgentSpec::Voice(v) => match brains.iter().find(|(n, _)| *n == v.name) {
+                    Some((_, b)) => Some(Arc::clone(b)),
+                    None => {
+                        let b = Brain::for_agent(&config, v, Some(usage_tx.clone())).map_err(
+                            |reason| ServeError::Brain {
+                                agent: v.name.clone(),
+                                reason,
+                            },
+                        )?;
+                        brains.push((v.name.clone(), Arc::clone(&b)));
+                        Some(b)
+                    }
+                },
+                _ => None,
+            };
             let tcp = TcpListener::bind(l.address)
                 .await
                 .map_err(|source| ServeError::Bind {
@@ -107,12 +150,17 @@ impl Server {
             if let Ok(addr) = tcp.local_addr() {
                 l.address = addr;
             }
-            bound.push((l, tcp));
+            bound.push(Bound {
+                listener: l,
+                tcp,
+                brain,
+            });
         }
         Ok(Server {
             config: Arc::new(config),
             bound,
             speech,
+            usage,
         })
     }
 
@@ -120,7 +168,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.bound
             .iter()
-            .map(|(l, _)| (l.name.clone(), l.address))
+            .map(|b| (b.listener.name.clone(), b.listener.address))
             .collect()
     }
 
@@ -131,11 +179,12 @@ impl Server {
         let counters = Arc::new(Counters::default());
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let mut accepting = JoinSet::new();
-        for (listener, tcp) in self.bound {
+        tokio::spawn(log_usage(self.usage));
+        for bound in self.bound {
+            let listener = &bound.listener;
             info!(listener = %listener.name, address = %listener.address, agent = listener.agent.name(), "listening");
             accepting.spawn(accept_loop(
-                listener,
-                tcp,
+                bound,
                 Arc::clone(&self.config),
                 self.speech.clone(),
                 Arc::clone(&calls),
@@ -194,14 +243,18 @@ impl Server {
 }
 
 async fn accept_loop(
-    listener: Listener,
-    tcp: TcpListener,
+    bound: Bound,
     config: Arc<Config>,
     speech: Option<Arc<Speech>>,
     calls: Arc<Semaphore>,
     counters: Arc<Counters>,
     mut phase: watch::Receiver<Phase>,
 ) {
+    let Bound {
+        listener,
+        tcp,
+        brain,
+    } = bound;
     loop {
         tokio::select! {
             changed = phase.changed() => {
@@ -235,6 +288,7 @@ async fn accept_loop(
                     ears: speech.as_ref().and_then(|s| s.ears(&listener.agent)),
                     transcriber: speech.as_ref().and_then(|s| s.transcriber().cloned()),
                     mouth: speech.as_ref().and_then(|s| s.mouth(&listener.agent)),
+                    brain: brain.clone(),
                     max_payload: config.max_payload,
                 };
                 let phase = phase.clone();
@@ -250,6 +304,23 @@ async fn accept_loop(
                 );
             }
         }
+    }
+}
+
+/// Logs every model request's accounting (the store takes them later).
+async fn log_usage(mut usage: mpsc::Receiver<UsageRecord>) {
+    while let Some(r) = usage.recv().await {
+        info!(
+            tenant = %r.tenant,
+            provider = %r.provider,
+            tokens_in = r.input_tokens,
+            tokens_out = r.output_tokens,
+            cost = r.cost,
+            first_token_ms = r.time_to_first_token.map(|d| d.as_millis() as u64),
+            total_ms = r.total.as_millis() as u64,
+            outcome = ?r.outcome,
+            "ai usage"
+        );
     }
 }
 

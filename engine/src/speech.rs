@@ -73,15 +73,9 @@ impl Speech {
             return Ok(None);
         }
         let s = &config.speech;
-        let needs_silero = agents.iter().any(|a| {
-            matches!(
-                a,
-                AgentSpec::Transcribe {
-                    vad: VadKind::Silero,
-                    ..
-                }
-            )
-        });
+        let needs_silero = agents
+            .iter()
+            .any(|a| matches!(a.ears(), Some((VadKind::Silero, _))));
         let silero = if needs_silero {
             Some(SileroModel::load(
                 &s.onnxruntime,
@@ -143,14 +137,34 @@ impl Speech {
             cache.extend(PromptCache::build(synth.as_ref(), &named, &PROMPT_RATES).await?);
         }
         for agent in &agents {
-            if let (AgentSpec::Say { text, .. }, Some(synth)) = (agent, speech.synthesizer(agent)) {
-                let one = PromptCache::build(
-                    synth.as_ref(),
-                    &[(text.clone(), text.clone())],
-                    &PROMPT_RATES,
-                )
-                .await?;
-                cache.extend(one);
+            let Some(synth) = speech.synthesizer(agent) else {
+                continue;
+            };
+            let texts: Vec<String> = match agent {
+                AgentSpec::Say { text, .. } => vec![text.clone()],
+                // A voice's fixed phrases: every call may need them at once.
+                AgentSpec::Voice(v) => {
+                    let c = &v.conversation;
+                    let mut t = vec![
+                        c.reprompt.clone(),
+                        c.silence_goodbye.clone(),
+                        c.goodbye.clone(),
+                        c.apology.clone(),
+                        c.time_up.clone(),
+                    ];
+                    t.extend(c.greeting.clone());
+                    t.extend(c.handoff.as_ref().map(|h| h.phrase.clone()));
+                    t
+                }
+                _ => Vec::new(),
+            };
+            let named: Vec<(String, String)> = texts
+                .into_iter()
+                .filter(|t| cache.get(t, SampleRate::HZ_8000).is_none())
+                .map(|t| (t.clone(), t))
+                .collect();
+            if !named.is_empty() {
+                cache.extend(PromptCache::build(synth.as_ref(), &named, &PROMPT_RATES).await?);
             }
         }
         speech.cache = Arc::new(cache);
@@ -170,8 +184,10 @@ impl Speech {
 
     /// The synthesizer for `agent` (with its speaking rate), if it speaks.
     fn synthesizer(&self, agent: &AgentSpec) -> Option<Arc<dyn Synthesizer>> {
-        let AgentSpec::Say { length_scale, .. } = agent else {
-            return None;
+        let length_scale = match agent {
+            AgentSpec::Say { length_scale, .. } => length_scale,
+            AgentSpec::Voice(v) => &v.length_scale,
+            _ => return None,
         };
         match (&self.piper, &self.http_tts) {
             (Some(voice), _) => Some(Arc::new(PiperSynthesizer::new(
@@ -194,10 +210,7 @@ impl Speech {
 
     /// Turn detection for a call of `agent`, if it listens.
     pub fn ears(&self, agent: &AgentSpec) -> Option<Ears> {
-        let AgentSpec::Transcribe { vad, endpoint, .. } = agent else {
-            return None;
-        };
-        let endpoint = *endpoint;
+        let (vad, endpoint) = agent.ears()?;
         match (vad, &self.silero) {
             (VadKind::Silero, Some(model)) => {
                 let model = Arc::clone(model);

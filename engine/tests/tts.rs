@@ -105,11 +105,18 @@ fn audio_starts_before_the_whole_text_has_arrived() {
             .await
             .expect("first audio before the text is finished")
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .audio;
         assert!(first.len() > 4_000, "{} samples", first.len());
         stream.push("the rest of the reply.").await.unwrap();
         stream.finish();
         let second = stream.next_audio().await.unwrap().unwrap();
+        assert!(
+            second.text.trim().ends_with("the rest of the reply."),
+            "{:?}",
+            second.text
+        );
+        let second = second.audio;
         assert!(!second.is_empty());
         assert!(stream.next_audio().await.is_none());
     });
@@ -179,7 +186,7 @@ fn bad_input_gives_audio_or_a_clear_error_never_a_panic() {
         stream.finish();
         let mut chunks = 0;
         while let Some(c) = stream.next_audio().await {
-            assert!(!c.unwrap().is_empty());
+            assert!(!c.unwrap().audio.is_empty());
             chunks += 1;
             if chunks == 3 {
                 stream.cancel();

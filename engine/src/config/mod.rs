@@ -15,8 +15,12 @@ use media_core::{CallConfig, Echo, EndpointConfig, MAX_SEND_AHEAD, SampleRate, a
 use serde::Deserialize;
 
 use crate::llm::{Policy, Price, RouterConfig, Script, ScriptQuestion, TokenBudget};
+
+mod voice;
+
 use crate::stt::{HttpTranscriberConfig, WhisperConfig};
 use crate::tts::HttpSynthesizerConfig;
+pub use voice::{VoiceAgent, voice_endpointing};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +103,7 @@ pub enum ProviderKind {
 }
 
 /// A chat agent: prompt, providers, routing, the scripted fallback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChatAgent {
     /// The system prompt.
     pub system_prompt: String,
@@ -221,6 +225,8 @@ pub enum AgentSpec {
         /// Turn detection settings.
         endpoint: EndpointConfig,
     },
+    /// A conversation: listens, asks the model, speaks, hands off.
+    Voice(Box<VoiceAgent>),
 }
 
 impl AgentSpec {
@@ -230,6 +236,7 @@ impl AgentSpec {
             AgentSpec::Echo { name, .. }
             | AgentSpec::Say { name, .. }
             | AgentSpec::Transcribe { name, .. } => name,
+            AgentSpec::Voice(v) => &v.name,
         }
     }
 
@@ -239,17 +246,27 @@ impl AgentSpec {
             AgentSpec::Echo { delay, .. } => Box::new(Echo::new(*delay)),
             AgentSpec::Transcribe { .. } => Box::new(media_core::Transcribe),
             AgentSpec::Say { text, hangup, .. } => Box::new(media_core::Say::new(text, *hangup)),
+            AgentSpec::Voice(v) => Box::new(media_core::Conversation::new(v.conversation.clone())),
         }
     }
 
     /// True when calls of this agent speak (need TTS).
     pub fn speaks(&self) -> bool {
-        matches!(self, AgentSpec::Say { .. })
+        matches!(self, AgentSpec::Say { .. } | AgentSpec::Voice(_))
     }
 
     /// True when calls of this agent need turn detection and STT.
     pub fn listens(&self) -> bool {
-        matches!(self, AgentSpec::Transcribe { .. })
+        matches!(self, AgentSpec::Transcribe { .. } | AgentSpec::Voice(_))
+    }
+
+    /// The detector and endpointing of a listening agent.
+    pub fn ears(&self) -> Option<(VadKind, EndpointConfig)> {
+        match self {
+            AgentSpec::Transcribe { vad, endpoint, .. } => Some((*vad, *endpoint)),
+            AgentSpec::Voice(v) => Some((v.vad, v.endpoint)),
+            _ => None,
+        }
     }
 }
 
@@ -527,6 +544,8 @@ enum RawAgent {
         temperature: Option<f32>,
         tools: Option<Vec<String>>,
         script: Box<RawScript>,
+        /// How it behaves on a call (when a listener uses it).
+        voice: Option<Box<voice::RawVoice>>,
     },
     Say {
         text: String,
@@ -544,6 +563,8 @@ enum RawAgent {
         max_turn_ms: Option<u64>,
         speech_threshold: Option<f32>,
         silence_threshold: Option<f32>,
+        /// Default: none (a transcript log needs no head start).
+        preview_ms: Option<u64>,
     },
 }
 
@@ -582,9 +603,11 @@ impl RawConfig {
         for (name, raw) in &self.agent {
             let key = format!("agent.{name}");
             let spec = match raw {
-                RawAgent::Chat { .. } => {
-                    chats.insert(name.clone(), chat_agent(&key, raw, &providers)?);
-                    continue;
+                RawAgent::Chat { voice: v, .. } => {
+                    let chat = chat_agent(&key, raw, &providers)?;
+                    let spec = voice::voice_agent(name, &chat, v.as_deref())?;
+                    chats.insert(name.clone(), chat);
+                    AgentSpec::Voice(Box::new(spec))
                 }
                 RawAgent::Echo { delay_ms } => {
                     let delay = Duration::from_millis(delay_ms.unwrap_or(500));
@@ -640,57 +663,22 @@ impl RawConfig {
                     max_turn_ms,
                     speech_threshold,
                     silence_threshold,
+                    preview_ms,
                 } => {
-                    let vad = match vad.as_deref() {
-                        None | Some("silero") => VadKind::Silero,
-                        Some("energy") => VadKind::Energy,
-                        Some(other) => {
-                            return Err(invalid(
-                                format!("{key}.vad"),
-                                format!("{other:?} is not a VAD: use \"silero\" or \"energy\""),
-                            ));
-                        }
-                    };
-                    let d = EndpointConfig::default();
-                    let ms = |v: Option<u64>,
-                              field: &str,
-                              min: u64,
-                              max: u64,
-                              default: Duration| {
-                        match v {
-                            None => Ok(default),
-                            Some(v) if (min..=max).contains(&v) => Ok(Duration::from_millis(v)),
-                            Some(v) => Err(invalid(
-                                format!("{key}.{field}"),
-                                format!("{v} is out of range: use {min} to {max}"),
-                            )),
-                        }
-                    };
-                    let endpoint = EndpointConfig {
-                        min_speech: ms(*min_speech_ms, "min_speech_ms", 32, 2_000, d.min_speech)?,
-                        hangover: ms(*hangover_ms, "hangover_ms", 100, 5_000, d.hangover)?,
-                        pre_roll: ms(*pre_roll_ms, "pre_roll_ms", 0, 2_000, d.pre_roll)?,
-                        max_turn: ms(*max_turn_ms, "max_turn_ms", 1_000, 120_000, d.max_turn)?,
-                        speech_threshold: speech_threshold.unwrap_or(d.speech_threshold),
-                        silence_threshold: silence_threshold.unwrap_or(d.silence_threshold),
-                    };
-                    for (field, v) in [
-                        ("speech_threshold", endpoint.speech_threshold),
-                        ("silence_threshold", endpoint.silence_threshold),
-                    ] {
-                        if !(0.01..=0.99).contains(&v) {
-                            return Err(invalid(
-                                format!("{key}.{field}"),
-                                format!("{v} is not a probability between 0.01 and 0.99"),
-                            ));
-                        }
-                    }
-                    if endpoint.silence_threshold > endpoint.speech_threshold {
-                        return Err(invalid(
-                            format!("{key}.silence_threshold"),
-                            "must not exceed speech_threshold (it is the lower, hysteresis threshold)",
-                        ));
-                    }
+                    let (vad, endpoint) = voice::endpoint(
+                        &key,
+                        &voice::RawEndpoint {
+                            vad: vad.clone(),
+                            min_speech_ms: *min_speech_ms,
+                            hangover_ms: *hangover_ms,
+                            pre_roll_ms: *pre_roll_ms,
+                            max_turn_ms: *max_turn_ms,
+                            speech_threshold: *speech_threshold,
+                            silence_threshold: *silence_threshold,
+                            preview_ms: *preview_ms,
+                        },
+                        EndpointConfig::default(),
+                    )?;
                     AgentSpec::Transcribe {
                         name: name.clone(),
                         vad,
@@ -716,15 +704,6 @@ impl RawConfig {
                     ),
                 )
             })?;
-            if chats.contains_key(&l.agent) {
-                return Err(invalid(
-                    format!("{key}.agent"),
-                    format!(
-                        "{:?} is a chat agent: it runs in `hark chat` for now; calls get the voice loop in a later release",
-                        l.agent
-                    ),
-                ));
-            }
             let Some(agent) = agents.get(&l.agent) else {
                 let known: Vec<&str> = agents.keys().map(String::as_str).collect();
                 return Err(invalid(
@@ -1155,6 +1134,7 @@ fn chat_agent(
         temperature,
         tools,
         script,
+        ..
     } = raw
     else {
         unreachable!("called for chat agents only")
@@ -1481,5 +1461,69 @@ delay_ms = 1000
     fn the_builtin_echo_config_is_valid() {
         let c = Config::echo("127.0.0.1:0".parse().unwrap(), Duration::from_millis(100));
         assert_eq!(c.listeners[0].agent.name(), "echo");
+    }
+
+    const VOICE: &str = "[[listener]]\nname='v'\naddress='127.0.0.1:1'\nagent='desk'\n[agent.desk]\nkind='chat'\n[agent.desk.script]\ngreeting='Hi.'\nclosing='Bye.'\n";
+
+    #[test]
+    fn a_chat_agent_on_a_listener_is_a_voice_agent() {
+        let c = Config::parse(&format!(
+            "{VOICE}[agent.desk.voice]\nhandoff_target='sales'\ntransfer_digit='*'\nbarge_in_min_ms=120\nhangover_ms=500\nbackchannels=['Uh-Huh ']\n"
+        ))
+        .unwrap();
+        let AgentSpec::Voice(v) = &c.listeners[0].agent else {
+            panic!("not a voice agent: {:?}", c.listeners[0].agent);
+        };
+        let conv = &v.conversation;
+        assert_eq!(
+            conv.handoff.as_ref().map(|h| h.target.as_str()),
+            Some("sales")
+        );
+        assert_eq!(conv.transfer_digit.map(|d| d.as_char()), Some('*'));
+        assert_eq!(conv.barge_in_min, Duration::from_millis(120));
+        assert_eq!(conv.backchannels, vec!["uh-huh".to_string()]);
+        assert_eq!(v.endpoint.hangover, Duration::from_millis(500));
+        // The voice defaults: a shorter hangover, STT on a preview.
+        assert_eq!(v.endpoint.preview, Some(Duration::from_millis(200)));
+        assert!(c.listeners[0].agent.listens() && c.listeners[0].agent.speaks());
+        // Still reachable as a text agent.
+        assert!(c.chats.contains_key("desk"));
+        // Without a [voice] table everything has its default.
+        let c = Config::parse(VOICE).unwrap();
+        let AgentSpec::Voice(v) = &c.listeners[0].agent else {
+            panic!("not a voice agent");
+        };
+        assert_eq!(v.endpoint.hangover, Duration::from_millis(400));
+        assert!(v.conversation.handoff.is_none());
+    }
+
+    #[test]
+    fn bad_voice_settings_name_the_key() {
+        let cases = [
+            ("transfer_digit='05'", "agent.desk.voice.transfer_digit"),
+            ("transfer_digit='x'", "agent.desk.voice.transfer_digit"),
+            (
+                "handoff_phrase='Hold on.'",
+                "agent.desk.voice.handoff_phrase",
+            ),
+            ("handoff_target=' '", "agent.desk.voice.handoff_target"),
+            ("preview_ms=400", "agent.desk.voice.preview_ms"),
+            (
+                "silence_timeout_ms=10",
+                "agent.desk.voice.silence_timeout_ms",
+            ),
+            ("reprompt=''", "agent.desk.voice.reprompt"),
+            ("max_call_secs=1", "agent.desk.voice.max_call_secs"),
+            ("length_scale=9.0", "agent.desk.voice.length_scale"),
+            ("vad='webrtc'", "agent.desk.voice.vad"),
+            // A wrong type inside an agent table: serde's tagged enum loses
+            // the key's position, but the message names the type wanted.
+            ("barge_in='yes'", "expected a boolean"),
+            ("bargein=true", "bargein"),
+        ];
+        for (line, key) in cases {
+            let e = err(&format!("{VOICE}[agent.desk.voice]\n{line}\n"));
+            assert!(e.contains(key), "{line}: {e}");
+        }
     }
 }

@@ -76,7 +76,7 @@ pub struct TokenBudget {
 }
 
 /// Router settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
     /// Ordering policy.
     pub policy: Policy,

@@ -44,7 +44,7 @@ pub use normalize::{normalize, number_words};
 pub use phonemize::PhonemizeError;
 pub use piper::{PiperScales, PiperSynthesizer, PiperVoice};
 pub use splitter::SentenceSplitter;
-pub use stream::SpeechStream;
+pub use stream::{SpeechStream, Spoken, TextInput};
 
 /// Why text could not become audio.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,6 +17,31 @@ const CHUNK_QUEUE: usize = 16;
 /// Synthesized chunks waiting to be played: one playing, one ready.
 const AUDIO_QUEUE: usize = 2;
 
+/// One synthesized chunk: the text it speaks and its audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spoken {
+    /// The chunk's text as released by the splitter.
+    pub text: String,
+    /// Its audio at the stream's rate.
+    pub audio: Vec<i16>,
+}
+
+/// The sending half of a stream's text input, for a task that produces
+/// the text (an LLM reply) while another task takes the audio. Dropping
+/// it finishes the text, like [`SpeechStream::finish`].
+#[derive(Debug, Clone)]
+pub struct TextInput(mpsc::Sender<String>);
+
+impl TextInput {
+    /// Adds text; fails once the stream is cancelled.
+    pub async fn push(&self, text: impl Into<String>) -> Result<(), TtsError> {
+        self.0
+            .send(text.into())
+            .await
+            .map_err(|_| TtsError::Cancelled)
+    }
+}
+
 /// One reply being spoken. See the module docs of `tts`.
 ///
 /// Push text as it arrives, call [`finish`](Self::finish) at its end, and
@@ -26,7 +51,7 @@ const AUDIO_QUEUE: usize = 2;
 #[derive(Debug)]
 pub struct SpeechStream {
     text: Option<mpsc::Sender<String>>,
-    audio: mpsc::Receiver<Result<Vec<i16>, TtsError>>,
+    audio: mpsc::Receiver<Result<Spoken, TtsError>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,8 +91,9 @@ impl SpeechStream {
         });
         let speak = tokio::spawn(async move {
             while let Some(chunk) = chunk_rx.recv().await {
-                let audio = synth.synthesize(chunk, rate).await;
-                if audio_tx.send(audio).await.is_err() {
+                let audio = synth.synthesize(chunk.clone(), rate).await;
+                let spoken = audio.map(|audio| Spoken { text: chunk, audio });
+                if audio_tx.send(spoken).await.is_err() {
                     return;
                 }
             }
@@ -92,9 +118,15 @@ impl SpeechStream {
         self.text = None;
     }
 
+    /// Hands the text input to another task (see [`TextInput`]); `None`
+    /// if it was already taken or the stream is finished.
+    pub fn take_input(&mut self) -> Option<TextInput> {
+        self.text.take().map(TextInput)
+    }
+
     /// The next chunk of audio, in order; `None` when all is spoken (or
     /// after `cancel`).
-    pub async fn next_audio(&mut self) -> Option<Result<Vec<i16>, TtsError>> {
+    pub async fn next_audio(&mut self) -> Option<Result<Spoken, TtsError>> {
         self.audio.recv().await
     }
 
