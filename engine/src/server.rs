@@ -286,7 +286,7 @@ async fn accept_loop(
                     call_config: config.call.clone(),
                     agent: listener.agent.build(),
                     ears: speech.as_ref().and_then(|s| s.ears(&listener.agent)),
-                    transcriber: speech.as_ref().and_then(|s| s.transcriber().cloned()),
+                    transcriber: speech.as_ref().and_then(|s| s.transcriber_for(&listener.agent)),
                     mouth: speech.as_ref().and_then(|s| s.mouth(&listener.agent)),
                     brain: brain.clone(),
                     max_payload: config.max_payload,

@@ -5,6 +5,8 @@
 //! missing stops the start with a message naming it, rather than failing
 //! on the first call.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use media_core::{Ears, Endpointer, EnergyVad, EnergyVadConfig, SampleRate};
 
 use crate::config::{AgentSpec, Config, SttConfig, TtsConfig, VadKind};
-use crate::stt::{HttpTranscriber, Transcriber, WhisperTranscriber};
+use crate::stt::{HttpTranscriber, Transcriber, WhisperConfig, WhisperTranscriber};
 use crate::tts::{
     HttpSynthesizer, PiperSynthesizer, PiperVoice, PromptCache, Synthesizer, TtsError,
 };
@@ -56,10 +58,25 @@ const PROMPT_RATES: [SampleRate; 2] = [SampleRate::HZ_8000, SampleRate::HZ_16000
 pub struct Speech {
     silero: Option<Arc<SileroModel>>,
     transcriber: Option<Arc<dyn Transcriber>>,
+    /// Transcribers of voice agents with their own model or language, by
+    /// agent name (agents with the same settings share one).
+    agent_transcribers: BTreeMap<String, Arc<dyn Transcriber>>,
     piper: Option<Arc<PiperVoice>>,
+    /// Piper voices of agents with their own, by file.
+    agent_voices: BTreeMap<PathBuf, Arc<PiperVoice>>,
     http_tts: Option<Arc<dyn Synthesizer>>,
-    cache: Arc<PromptCache>,
+    /// Prompt caches by voice (`None`: the default voice): the same text
+    /// in two voices is two recordings.
+    caches: BTreeMap<Option<PathBuf>, Arc<PromptCache>>,
     max_wait: Duration,
+}
+
+/// The voice file an agent speaks with, if not the default.
+fn own_voice(agent: &AgentSpec) -> Option<PathBuf> {
+    match agent {
+        AgentSpec::Voice(v) => v.tts_voice.clone(),
+        _ => None,
+    }
 }
 
 impl Speech {
@@ -113,33 +130,76 @@ impl Speech {
                     (None, Some(Arc::new(HttpSynthesizer::new(h.clone())?)))
                 }
             };
+        // Agents with a Whisper model or language of their own: one
+        // transcriber per distinct setting.
+        let mut agent_transcribers: BTreeMap<String, Arc<dyn Transcriber>> = BTreeMap::new();
+        let mut by_setting: Vec<(WhisperConfig, Arc<dyn Transcriber>)> = Vec::new();
+        for agent in &agents {
+            let AgentSpec::Voice(v) = agent else {
+                continue;
+            };
+            let Some(w) = &v.stt else {
+                continue;
+            };
+            let t = match by_setting.iter().find(|(c, _)| c == w) {
+                Some((_, t)) => Arc::clone(t),
+                None => {
+                    let t: Arc<dyn Transcriber> = Arc::new(WhisperTranscriber::start(w.clone())?);
+                    by_setting.push((w.clone(), Arc::clone(&t)));
+                    t
+                }
+            };
+            agent_transcribers.insert(v.name.clone(), t);
+        }
+        let mut agent_voices = BTreeMap::new();
+        if let TtsConfig::Piper {
+            sessions, threads, ..
+        } = &s.tts
+        {
+            for path in agents.iter().filter_map(|a| own_voice(a)) {
+                if let std::collections::btree_map::Entry::Vacant(e) = agent_voices.entry(path) {
+                    let voice = PiperVoice::load(&s.onnxruntime, e.key(), *sessions, *threads)?;
+                    e.insert(voice);
+                }
+            }
+        }
         let mut speech = Speech {
             silero,
             transcriber,
+            agent_transcribers,
             piper,
+            agent_voices,
             http_tts,
-            cache: Arc::new(PromptCache::default()),
+            caches: BTreeMap::new(),
             max_wait: s.tts_max_wait,
         };
         // Fixed texts are synthesized once, now, not on every call: the
-        // configured prompts (keyed by name and by their text) and every
-        // say agent's text.
-        let mut cache = PromptCache::default();
-        if let Some(agent) = agents.iter().find(|a| a.speaks())
-            && let Some(synth) = speech.synthesizer(agent)
-            && !s.prompts.is_empty()
-        {
-            let mut named: Vec<(String, String)> = Vec::new();
-            for (name, text) in &s.prompts {
-                named.push((name.clone(), text.clone()));
-                named.push((text.clone(), text.clone()));
+        // configured prompts (keyed by name and by their text) in each
+        // voice, every say agent's text and every voice agent's phrases.
+        let mut caches: BTreeMap<Option<PathBuf>, PromptCache> = BTreeMap::new();
+        for agent in agents.iter().filter(|a| a.speaks()) {
+            let key = own_voice(agent);
+            if caches.contains_key(&key) {
+                continue;
             }
-            cache.extend(PromptCache::build(synth.as_ref(), &named, &PROMPT_RATES).await?);
+            let mut cache = PromptCache::default();
+            if let Some(synth) = speech.synthesizer(agent)
+                && !s.prompts.is_empty()
+            {
+                let mut named: Vec<(String, String)> = Vec::new();
+                for (name, text) in &s.prompts {
+                    named.push((name.clone(), text.clone()));
+                    named.push((text.clone(), text.clone()));
+                }
+                cache.extend(PromptCache::build(synth.as_ref(), &named, &PROMPT_RATES).await?);
+            }
+            caches.insert(key, cache);
         }
         for agent in &agents {
             let Some(synth) = speech.synthesizer(agent) else {
                 continue;
             };
+            let cache = caches.entry(own_voice(agent)).or_default();
             let texts: Vec<String> = match agent {
                 AgentSpec::Say { text, .. } => vec![text.clone()],
                 // A voice's fixed phrases: every call may need them at once.
@@ -167,11 +227,14 @@ impl Speech {
                 cache.extend(PromptCache::build(synth.as_ref(), &named, &PROMPT_RATES).await?);
             }
         }
-        speech.cache = Arc::new(cache);
+        let prompts: usize = caches.values().map(PromptCache::len).sum();
+        speech.caches = caches.into_iter().map(|(k, c)| (k, Arc::new(c))).collect();
         tracing::info!(
             stt = speech.transcriber.as_ref().map(|t| t.name().to_string()),
+            agent_stt = speech.agent_transcribers.len(),
+            agent_voices = speech.agent_voices.len(),
             silero = speech.silero.is_some(),
-            prompts = speech.cache.len(),
+            prompts,
             "speech loaded"
         );
         Ok(Some(Arc::new(speech)))
@@ -182,6 +245,14 @@ impl Speech {
         self.transcriber.as_ref()
     }
 
+    /// The transcriber for `agent`: its own model or language, else `[stt]`'s.
+    pub fn transcriber_for(&self, agent: &AgentSpec) -> Option<Arc<dyn Transcriber>> {
+        self.agent_transcribers
+            .get(agent.name())
+            .or(self.transcriber.as_ref())
+            .cloned()
+    }
+
     /// The synthesizer for `agent` (with its speaking rate), if it speaks.
     fn synthesizer(&self, agent: &AgentSpec) -> Option<Arc<dyn Synthesizer>> {
         let length_scale = match agent {
@@ -189,7 +260,11 @@ impl Speech {
             AgentSpec::Voice(v) => &v.length_scale,
             _ => return None,
         };
-        match (&self.piper, &self.http_tts) {
+        let voice = match own_voice(agent) {
+            Some(path) => self.agent_voices.get(&path),
+            None => self.piper.as_ref(),
+        };
+        match (voice, &self.http_tts) {
             (Some(voice), _) => Some(Arc::new(PiperSynthesizer::new(
                 Arc::clone(voice),
                 *length_scale,
@@ -203,7 +278,11 @@ impl Speech {
     pub fn mouth(&self, agent: &AgentSpec) -> Option<Mouth> {
         Some(Mouth {
             synth: self.synthesizer(agent)?,
-            cache: Arc::clone(&self.cache),
+            cache: self
+                .caches
+                .get(&own_voice(agent))
+                .cloned()
+                .unwrap_or_default(),
             max_wait: self.max_wait,
         })
     }

@@ -195,6 +195,7 @@ fn talking_over_the_agent_stops_it_within_100_ms() {
 greeting = "Hello, thank you for calling the test line. This greeting is long on purpose, so that you can talk over it whenever you like."
 barge_in_min_ms = 32
 min_speech_ms = 32
+stt_model = "base"
 "#;
     let mut daemon = Daemon::start(&config(voice));
     // The caller listens for 2 s, then talks over the greeting. The
@@ -222,6 +223,15 @@ min_speech_ms = 32
     daemon.pump_log();
     assert!(daemon.wait_for_log("barge-in", Duration::from_secs(2)));
     assert!(daemon.log.iter().any(|l| l.contains("interrupted=true")));
+    // This agent transcribes with its own model.
+    assert!(
+        daemon
+            .log
+            .iter()
+            .any(|l| l.contains("caller turn") && l.contains("engine=whisper/base")),
+        "{:#?}",
+        daemon.log
+    );
     assert!(
         daemon
             .log

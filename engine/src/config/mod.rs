@@ -598,6 +598,7 @@ impl RawConfig {
         };
 
         let providers = self.providers(base)?;
+        let speech = self.speech_config(base)?;
         let mut chats = BTreeMap::new();
         let mut agents = BTreeMap::new();
         for (name, raw) in &self.agent {
@@ -605,7 +606,7 @@ impl RawConfig {
             let spec = match raw {
                 RawAgent::Chat { voice: v, .. } => {
                     let chat = chat_agent(&key, raw, &providers)?;
-                    let spec = voice::voice_agent(name, &chat, v.as_deref())?;
+                    let spec = voice::voice_agent(name, &chat, v.as_deref(), &speech, base)?;
                     chats.insert(name.clone(), chat);
                     AgentSpec::Voice(Box::new(spec))
                 }
@@ -738,7 +739,6 @@ impl RawConfig {
             });
         }
 
-        let speech = self.speech_config(base)?;
         Ok(Config {
             max_calls: max_calls as usize,
             drain_timeout: Duration::from_millis(drain),
@@ -1498,6 +1498,35 @@ delay_ms = 1000
     }
 
     #[test]
+    fn a_voice_agent_may_have_its_own_whisper_and_voice() {
+        let c = Config::parse(&format!(
+            "{VOICE}[agent.desk.voice]\nstt_model='base'\nlanguage='de'\ntts_voice='voices/other.onnx'\n"
+        ))
+        .unwrap();
+        let AgentSpec::Voice(v) = &c.listeners[0].agent else {
+            panic!("not a voice agent");
+        };
+        let w = v.stt.as_ref().expect("its own Whisper");
+        assert_eq!(w.name, "base");
+        assert!(w.model.ends_with("whisper/ggml-base.bin"));
+        assert_eq!(w.language.as_deref(), Some("de"));
+        assert_eq!(
+            v.tts_voice.as_deref(),
+            Some(Path::new("./voices/other.onnx"))
+        );
+        // The default voice named again is no voice of its own.
+        let c = Config::parse(&format!(
+            "{VOICE}[agent.desk.voice]\ntts_voice='models/piper/en_US-joe-medium.onnx'\n"
+        ))
+        .unwrap();
+        let AgentSpec::Voice(v) = &c.listeners[0].agent else {
+            panic!("not a voice agent");
+        };
+        assert_eq!(v.tts_voice, None);
+        assert_eq!(v.stt, None);
+    }
+
+    #[test]
     fn bad_voice_settings_name_the_key() {
         let cases = [
             ("transfer_digit='05'", "agent.desk.voice.transfer_digit"),
@@ -1516,6 +1545,9 @@ delay_ms = 1000
             ("max_call_secs=1", "agent.desk.voice.max_call_secs"),
             ("length_scale=9.0", "agent.desk.voice.length_scale"),
             ("vad='webrtc'", "agent.desk.voice.vad"),
+            ("stt_model='large'", "agent.desk.voice.stt_model"),
+            ("language='de'", "agent.desk.voice.language"),
+            ("language='german'", "agent.desk.voice.language"),
             // A wrong type inside an agent table: serde's tagged enum loses
             // the key's position, but the message names the type wanted.
             ("barge_in='yes'", "expected a boolean"),

@@ -7,10 +7,13 @@
 
 use std::time::Duration;
 
+use std::path::{Path, PathBuf};
+
 use media_core::{ConversationConfig, Digit, EndpointConfig, Handoff};
 use serde::Deserialize;
 
-use super::{ChatAgent, ConfigError, VadKind, invalid};
+use super::{ChatAgent, ConfigError, SpeechConfig, SttConfig, TtsConfig, VadKind, invalid};
+use crate::stt::WhisperConfig;
 
 /// A chat agent answering calls: its chat side plus its voice settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +30,10 @@ pub struct VoiceAgent {
     pub endpoint: EndpointConfig,
     /// Speaking rate (Piper's length scale), if not the voice's own.
     pub length_scale: Option<f32>,
+    /// Its own Piper voice, if not `[tts].voice`.
+    pub tts_voice: Option<PathBuf>,
+    /// Its own Whisper model or language, if not `[stt]`'s.
+    pub stt: Option<WhisperConfig>,
 }
 
 /// Endpointing keys, shared by `kind = "transcribe"` agents and voices.
@@ -80,6 +87,12 @@ pub(super) struct RawVoice {
     history_chars: Option<usize>,
     /// Default: the voice's own rate.
     length_scale: Option<f32>,
+    /// Default: `[tts].voice`. A Piper voice of this agent's own.
+    tts_voice: Option<String>,
+    /// Default: `[stt].model`. "tiny.en" or "base".
+    stt_model: Option<String>,
+    /// Default: `[stt].language`.
+    language: Option<String>,
     /// Endpointing, as for `kind = "transcribe"` agents. The keys are
     /// listed again rather than flattened from `RawEndpoint`: serde's
     /// `deny_unknown_fields` does not work through `flatten`, and a typo
@@ -216,6 +229,8 @@ pub(super) fn voice_agent(
     name: &str,
     chat: &ChatAgent,
     raw: Option<&RawVoice>,
+    speech: &SpeechConfig,
+    base: &Path,
 ) -> Result<VoiceAgent, ConfigError> {
     let key = format!("agent.{name}.voice");
     let default_raw = RawVoice::default();
@@ -347,6 +362,37 @@ pub(super) fn voice_agent(
         },
         voice_endpointing(),
     )?;
+    let tts_voice = match (&raw.tts_voice, &speech.tts) {
+        (None, _) => None,
+        (Some(v), TtsConfig::Piper { voice, .. }) => {
+            let path = base.join(v);
+            (path != *voice).then_some(path)
+        }
+        (Some(_), _) => {
+            return Err(invalid(
+                format!("{key}.tts_voice"),
+                "a voice of an agent's own needs tts.engine = \"piper\"",
+            ));
+        }
+    };
+    let stt = match (&raw.stt_model, &raw.language, &speech.stt) {
+        (None, None, _) => None,
+        (model, language, SttConfig::Whisper(w)) => {
+            Some(whisper_for(&key, w, &speech.models_dir, model, language)?)
+        }
+        (Some(_), _, _) => {
+            return Err(invalid(
+                format!("{key}.stt_model"),
+                "a Whisper model of an agent's own needs stt.engine = \"whisper\"",
+            ));
+        }
+        (None, Some(_), _) => {
+            return Err(invalid(
+                format!("{key}.language"),
+                "a language of an agent's own needs stt.engine = \"whisper\"",
+            ));
+        }
+    };
     Ok(VoiceAgent {
         name: name.to_string(),
         chat: chat.clone(),
@@ -354,5 +400,53 @@ pub(super) fn voice_agent(
         vad,
         endpoint,
         length_scale: raw.length_scale,
+        tts_voice,
+        stt,
     })
+}
+
+/// `[stt]`'s Whisper with this agent's model and language.
+fn whisper_for(
+    key: &str,
+    global: &WhisperConfig,
+    models_dir: &Path,
+    model: &Option<String>,
+    language: &Option<String>,
+) -> Result<WhisperConfig, ConfigError> {
+    let mut w = global.clone();
+    if let Some(m) = model {
+        if !["tiny.en", "base"].contains(&m.as_str()) {
+            return Err(invalid(
+                format!("{key}.stt_model"),
+                format!(
+                    "{m:?} is not a Whisper model models/fetch.py provides: use \"tiny.en\" or \"base\""
+                ),
+            ));
+        }
+        w.model = models_dir.join(format!("whisper/ggml-{m}.bin"));
+        w.name = m.clone();
+    }
+    match language.as_deref() {
+        None => {}
+        Some("auto") => w.language = None,
+        Some(l) if l.len() == 2 && l.chars().all(|c| c.is_ascii_lowercase()) => {
+            w.language = Some(l.to_string());
+        }
+        Some(l) => {
+            return Err(invalid(
+                format!("{key}.language"),
+                format!("{l:?} is not a two-letter language code (e.g. \"en\") or \"auto\""),
+            ));
+        }
+    }
+    if w.name.ends_with(".en") && w.language.as_deref() != Some("en") {
+        return Err(invalid(
+            format!("{key}.language"),
+            format!(
+                "{} understands English only: use stt_model = \"base\" for other languages",
+                w.name
+            ),
+        ));
+    }
+    Ok(w)
 }

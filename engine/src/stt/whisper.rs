@@ -30,7 +30,7 @@ use super::{SttError, SttRequest, SubmitError, Transcriber, Transcript, is_hallu
 const WHISPER_RATE: SampleRate = SampleRate::HZ_16000;
 
 /// Settings for [`WhisperTranscriber`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhisperConfig {
     /// The ggml model file.
     pub model: PathBuf,
