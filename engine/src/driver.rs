@@ -277,28 +277,25 @@ fn take_turn(
     let same = preview
         .as_ref()
         .is_some_and(|p| p.speech_start == turn.speech_start && p.speech_end == turn.speech_end);
-    let previewed = preview.take();
-    let waiting = match previewed {
+    let unheard = Heard {
+        text: String::new(),
+        confidence: 0.0,
+        speech_start: turn.speech_start,
+        speech_end: turn.speech_end,
+        decided_at: turn.decided_at,
+    };
+    let waiting = match preview.take() {
         Some(mut p) if same => {
             trace!("the preview was the whole turn");
             p.decided_at = turn.decided_at;
             p.reason = turn.reason;
             Some(p)
         }
-        _ => submit_turn(call.id(), turn.clone(), transcriber),
+        _ => submit_turn(call.id(), turn, transcriber),
     };
     match waiting {
         Some(w) => pending.push_back(w),
-        None => call.handle_transcript(
-            now,
-            Heard {
-                text: String::new(),
-                confidence: 0.0,
-                speech_start: turn.speech_start,
-                speech_end: turn.speech_end,
-                decided_at: turn.decided_at,
-            },
-        ),
+        None => call.handle_transcript(now, unheard),
     }
 }
 

@@ -251,6 +251,31 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
                 endpoint.pre_roll.as_millis(),
                 endpoint.max_turn.as_secs()
             ),
+            AgentSpec::Voice(v) => {
+                let c = &v.conversation;
+                let providers = if v.chat.providers.is_empty() {
+                    "script only".to_string()
+                } else {
+                    v.chat.providers.join(", ")
+                };
+                format!(
+                    "{} (voice: {providers}; {:?} VAD, hangover {} ms, preview {}; barge-in {}; silence {} s x {}; hand-off {})",
+                    v.name,
+                    v.vad,
+                    v.endpoint.hangover.as_millis(),
+                    v.endpoint
+                        .preview
+                        .map_or("off".to_string(), |p| format!("{} ms", p.as_millis())),
+                    if c.barge_in {
+                        format!("after {} ms", c.barge_in_min.as_millis())
+                    } else {
+                        "off".to_string()
+                    },
+                    c.silence_timeout.as_secs(),
+                    c.max_reprompts,
+                    c.handoff.as_ref().map_or("none", |h| h.target.as_str())
+                )
+            }
             other => other.name().to_string(),
         };
         println!("  listener {} on {} -> agent {agent}", l.name, l.address);

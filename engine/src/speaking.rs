@@ -140,13 +140,10 @@ impl Voice {
                 } else {
                     let mut stream =
                         SpeechStream::start(Arc::clone(&mouth.synth), rate, mouth.max_wait);
-                    if let Some(input) = stream.take_input() {
-                        let text = text.to_string();
-                        // Dropping `input` after the push finishes the text.
-                        u.task = Some(tokio::spawn(async move {
-                            let _ = input.push(text).await;
-                        }));
+                    if let Err(e) = stream.try_push(text) {
+                        warn!("cannot start speaking: {e}");
                     }
+                    stream.finish();
                     u.stream = Some(stream);
                 }
             }

@@ -113,6 +113,15 @@ impl SpeechStream {
         }
     }
 
+    /// Adds text without waiting; fails when the text queue is full (a
+    /// fresh stream always has room) or the stream is finished or cancelled.
+    pub fn try_push(&self, text: impl Into<String>) -> Result<(), TtsError> {
+        match &self.text {
+            Some(tx) => tx.try_send(text.into()).map_err(|_| TtsError::Cancelled),
+            None => Err(TtsError::Cancelled),
+        }
+    }
+
     /// No more text will come: the rest is spoken.
     pub fn finish(&mut self) {
         self.text = None;
