@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
+use crate::recording::{CallRecording, RecordingSetup};
 use crate::server::Phase;
 use crate::speaking::{Brain, Voice};
 use crate::speech::Mouth;
@@ -46,6 +47,8 @@ pub(crate) struct CallSetup {
     /// How the agent thinks, for conversations.
     pub(crate) brain: Option<Arc<Brain>>,
     pub(crate) max_payload: usize,
+    /// Where the call's records go, if a store is configured.
+    pub(crate) recording: Option<RecordingSetup>,
 }
 
 /// A turn sent to STT, waiting for its text.
@@ -69,13 +72,19 @@ pub(crate) struct CallOutcome {
 
 /// Runs one call to its end. Never panics on peer input; every way out of
 /// the loop goes through the state machine so the end is logged once.
+///
+/// `read` holds bytes already read from the socket (the UUID message,
+/// read early to choose the agent).
 pub(crate) async fn drive(
     mut stream: TcpStream,
     peer: SocketAddr,
-    setup: CallSetup,
+    mut setup: CallSetup,
     mut phase: watch::Receiver<Phase>,
+    read: Vec<u8>,
 ) -> CallOutcome {
     let epoch = Instant::now();
+    let epoch_ms = crate::store::now_ms();
+    let mut recording: Option<CallRecording> = None;
     let clock = move || Time::from_micros(epoch.elapsed().as_micros() as u64);
     let mut call = Call::new(Time::ZERO, setup.call_config, setup.agent);
     if let Some(ears) = setup.ears {
@@ -88,6 +97,10 @@ pub(crate) async fn drive(
     let mut preview: Option<PendingTurn> = None;
     let decoder = Decoder::new(setup.max_payload);
     let mut rbuf: Vec<u8> = Vec::with_capacity(setup.max_payload + HEADER_LEN + 4096);
+    rbuf.extend_from_slice(&read);
+    if !rbuf.is_empty() {
+        feed(&mut call, &decoder, &mut rbuf, Time::ZERO);
+    }
     let mut wbuf = vec![0u8; MAX_TRANSMIT];
     let mut outcome = None;
     debug!(%peer, "connection accepted");
@@ -116,9 +129,25 @@ pub(crate) async fn drive(
                     Event::Speak { id, text } => voice.speak(id, &text, call.rate()),
                     Event::Think { id, history } => voice.think(id, history, call.rate()),
                     Event::Cancel(id) => voice.cancel(id),
-                    Event::Record(r) => log_record(&r),
+                    Event::Record(r) => {
+                        log_record(&r);
+                        if let Some(rec) = &mut recording {
+                            rec.record(&r);
+                        }
+                    }
+                    Event::Started(id) => {
+                        if let Some(rs) = setup.recording.take() {
+                            voice.set_scope(&rs.tenant, &id.to_string());
+                            recording =
+                                Some(CallRecording::start(rs, id.to_string(), epoch_ms, now));
+                        }
+                        log_event(Event::Started(id));
+                    }
                     other => {
                         if let Some(reason) = log_event(other) {
+                            if let Some(rec) = recording.take() {
+                                rec.finish(&reason, now);
+                            }
                             outcome = Some(reason);
                         }
                     }
@@ -202,6 +231,35 @@ pub(crate) async fn drive(
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     CallOutcome {
         reason: outcome.unwrap_or(EndReason::Internal("call ended without a reason".into())),
+    }
+}
+
+/// Reads until the first whole AudioSocket message is in, or `limit`
+/// passes, or the peer stops. Returns the bytes read and, if that message
+/// is the UUID, the UUID (lowercase, hyphenated). Whatever happens, the
+/// bytes go on to the call, which judges them.
+pub(crate) async fn read_uuid(
+    stream: &mut TcpStream,
+    max_payload: usize,
+    limit: Duration,
+) -> (Vec<u8>, Option<String>) {
+    let decoder = Decoder::new(max_payload);
+    let mut buf = Vec::with_capacity(64);
+    let deadline = Instant::now() + limit;
+    loop {
+        match decoder.decode(&buf) {
+            Ok((media_core::audiosocket::Message::Uuid(id), _)) => {
+                let id = CallId(id).to_string();
+                return (buf, Some(id));
+            }
+            Ok(_) => return (buf, None),
+            Err(e) if e.is_incomplete() => {}
+            Err(_) => return (buf, None),
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return (buf, None),
+        }
     }
 }
 

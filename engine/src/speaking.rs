@@ -101,6 +101,15 @@ pub(crate) struct Voice {
     brain: Option<Arc<Brain>>,
     queue: VecDeque<Utterance>,
     replies_tx: mpsc::Sender<(UtteranceId, ReplyInput)>,
+    /// Whose requests these are, and for which call (usage records).
+    scope: Arc<Scope>,
+}
+
+/// The tenant and call a model request is made for.
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    pub(crate) tenant: Option<String>,
+    pub(crate) call: Option<String>,
 }
 
 /// News from a call's model replies: which utterance, and what happened.
@@ -115,8 +124,17 @@ impl Voice {
             brain,
             queue: VecDeque::new(),
             replies_tx,
+            scope: Arc::new(Scope::default()),
         };
         (voice, replies_rx)
+    }
+
+    /// Names the tenant and call of this voice's model requests.
+    pub(crate) fn set_scope(&mut self, tenant: &str, call: &str) {
+        self.scope = Arc::new(Scope {
+            tenant: Some(tenant.to_string()),
+            call: Some(call.to_string()),
+        });
     }
 
     /// Starts saying fixed `text`: a cached prompt at once, else a stream.
@@ -173,7 +191,7 @@ impl Voice {
         match self.brain.clone() {
             Some(brain) => {
                 u.task = Some(tokio::spawn(
-                    reply(brain, id, history, input, tx).in_current_span(),
+                    reply(brain, Arc::clone(&self.scope), id, history, input, tx).in_current_span(),
                 ));
             }
             None => {
@@ -259,6 +277,7 @@ impl Voice {
 /// Streams one routed reply into TTS and reports it to the driver.
 async fn reply(
     brain: Arc<Brain>,
+    scope: Arc<Scope>,
     id: UtteranceId,
     history: Vec<ChatLine>,
     speech: Option<TextInput>,
@@ -278,7 +297,15 @@ async fn reply(
             let _ = news.send((id, input)).await;
         }
     };
-    let mut reply = match brain.router.reply(&brain.tenant, request).await {
+    let mut reply = match brain
+        .router
+        .reply_in_call(
+            scope.tenant.as_deref().unwrap_or(&brain.tenant),
+            scope.call.as_deref(),
+            request,
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             warn!("no reply: {e}");

@@ -16,10 +16,12 @@ use serde::Deserialize;
 
 use crate::llm::{Policy, Price, RouterConfig, Script, ScriptQuestion, TokenBudget};
 
+mod control;
 mod voice;
 
 use crate::stt::{HttpTranscriberConfig, WhisperConfig};
 use crate::tts::HttpSynthesizerConfig;
+pub use control::{ApiConfig, LeadRules, StoreConfig};
 pub use voice::{VoiceAgent, voice_endpointing};
 
 /// Why a configuration could not be loaded.
@@ -48,6 +50,11 @@ pub enum ConfigError {
     },
 }
 
+/// Checks a tenant id given on the command line or in the API.
+pub fn check_tenant_id(tenant: &str) -> Result<(), ConfigError> {
+    control::check_tenant("tenant", tenant)
+}
+
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -74,6 +81,12 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Text-chat agents by name (`hark chat --agent NAME`).
     pub chats: BTreeMap<String, ChatAgent>,
+    /// Where call records go, if anywhere.
+    pub store: Option<StoreConfig>,
+    /// The admin REST API, if enabled.
+    pub api: Option<ApiConfig>,
+    /// How leads are scored.
+    pub leads: LeadRules,
 }
 
 /// An LLM provider from `[provider.NAME]`.
@@ -344,6 +357,10 @@ struct RawConfig {
     tts: RawTts,
     #[serde(default)]
     provider: BTreeMap<String, RawProvider>,
+    store: Option<control::RawStore>,
+    api: Option<control::RawApi>,
+    #[serde(default)]
+    leads: control::RawLeads,
 }
 
 #[derive(Debug, Deserialize)]
@@ -748,6 +765,9 @@ impl RawConfig {
             speech,
             providers,
             chats,
+            store: self.store.map(|s| s.validate(base)).transpose()?,
+            api: self.api.map(|a| a.validate()).transpose()?,
+            leads: self.leads.validate()?,
         })
     }
 

@@ -126,6 +126,8 @@ pub enum Outcome {
 pub struct UsageRecord {
     /// The tenant.
     pub tenant: String,
+    /// The call the request served, if it served one.
+    pub call: Option<String>,
     /// `provider/model`.
     pub provider: String,
     /// Prompt tokens.
@@ -311,9 +313,20 @@ impl Router {
         tenant: &str,
         request: ChatRequest,
     ) -> Result<Reply, RouteError> {
+        self.reply_in_call(tenant, None, request).await
+    }
+
+    /// [`Router::reply`] for a call: its usage records name the call.
+    pub async fn reply_in_call(
+        self: &Arc<Self>,
+        tenant: &str,
+        call: Option<&str>,
+        request: ChatRequest,
+    ) -> Result<Reply, RouteError> {
+        let call = call.map(str::to_string);
         let now = Instant::now();
         if let Err(e) = self.admit(tenant, now) {
-            return self.fall_back(tenant, request, e).await;
+            return self.fall_back(tenant, call, request, e).await;
         }
         let mut why = Vec::new();
         for i in self.plan(now) {
@@ -343,6 +356,7 @@ impl Router {
                     return Ok(Reply {
                         router: Arc::clone(self),
                         tenant: tenant.to_string(),
+                        call,
                         slot: Some(i),
                         provider: provider.model.name().to_string(),
                         first: Some(first),
@@ -360,6 +374,7 @@ impl Router {
                         .failure(Instant::now(), &self.config);
                     self.record(UsageRecord {
                         tenant: tenant.to_string(),
+                        call: call.clone(),
                         provider: provider.model.name().to_string(),
                         input_tokens: 0,
                         output_tokens: 0,
@@ -379,12 +394,13 @@ impl Router {
         } else {
             why.join("; ")
         });
-        self.fall_back(tenant, request, e).await
+        self.fall_back(tenant, call, request, e).await
     }
 
     async fn fall_back(
         self: &Arc<Self>,
         tenant: &str,
+        call: Option<String>,
         request: ChatRequest,
         why: RouteError,
     ) -> Result<Reply, RouteError> {
@@ -405,6 +421,7 @@ impl Router {
         Ok(Reply {
             router: Arc::clone(self),
             tenant: tenant.to_string(),
+            call,
             slot: None,
             provider: model.name().to_string(),
             first: Some(first),
@@ -451,6 +468,7 @@ impl Router {
         }
         self.record(UsageRecord {
             tenant: reply.tenant.clone(),
+            call: reply.call.clone(),
             provider: reply.provider.clone(),
             input_tokens: input,
             output_tokens: output,
@@ -467,6 +485,7 @@ impl Router {
 pub struct Reply {
     router: Arc<Router>,
     tenant: String,
+    call: Option<String>,
     slot: Option<usize>,
     provider: String,
     first: Option<ChatEvent>,

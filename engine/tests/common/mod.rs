@@ -2,6 +2,8 @@
 //! real TCP. Shared by the end-to-end tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod db;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
