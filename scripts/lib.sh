@@ -53,3 +53,24 @@ ensure_models() {
   step "models (models/fetch.py)"
   python3 models/fetch.py
 }
+
+# The MySQL store tests talk to the real MariaDB on 127.0.0.1:3306 (root,
+# no password). Start it if it is not running; fail loudly if it cannot be
+# reached (store tests never skip).
+mariadb_up() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
+ensure_mariadb() {
+  mariadb_up && return 0
+  step "starting MariaDB"
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    echo "MariaDB is not running on 127.0.0.1:3306 and /usr/sbin/mariadbd is not installed (apt-get install mariadb-server)" >&2
+    exit 1
+  fi
+  install -d -o mysql -g mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  for _ in $(seq 1 60); do
+    mariadb_up && return 0
+    sleep 0.5
+  done
+  echo "MariaDB did not come up on 127.0.0.1:3306 within 30 s: the MySQL store tests cannot run" >&2
+  exit 1
+}

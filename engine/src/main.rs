@@ -431,6 +431,22 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
+    match &config.store {
+        Some(st) => println!(
+            "  store {} (spool {}, migrate at start: {}, default tenant {:?})",
+            redact_url(&st.url),
+            st.spool.display(),
+            st.migrate,
+            st.tenant
+        ),
+        None => println!("  store: none (records are only logged)"),
+    }
+    if let Some(api) = &config.api {
+        println!(
+            "  api on http://{} (body up to {} bytes, {} requests/s per token, burst {})",
+            api.address, api.max_body_bytes, api.rate_per_sec, api.burst
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

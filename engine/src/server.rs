@@ -224,14 +224,7 @@ impl Server {
         let (store, writer) = match &config.store {
             None => (None, None),
             Some(sc) => {
-                let store = Store::connect(&sc.url).await?;
-                if sc.migrate {
-                    let n = store.migrate().await?;
-                    if n > 0 {
-                        info!(applied = n, "store migrated");
-                    }
-                }
-                store.ensure_tenant(&sc.tenant).await?;
+                let store = Store::open(&sc.url, sc.migrate, &sc.tenant).await?;
                 let writer = spawn_writer(
                     store.clone(),
                     sc.spool.clone(),
@@ -325,7 +318,8 @@ impl Server {
                     writer: writer.as_ref().map(WriterHandle::stats),
                     limiter: api::Limiter::new(ac.rate_per_sec, ac.burst),
                 });
-                info!(address = %ac.address, "api listening");
+                let address = listener.local_addr().unwrap_or(ac.address);
+                info!(%address, "api listening");
                 let mut stop = phase_rx.clone();
                 Some(tokio::spawn(api::serve(listener, state, async move {
                     // The API stays up while calls drain (readyz says so).

@@ -8,96 +8,16 @@ mod common;
 
 use std::time::Duration;
 
+use common::db::call_events;
 use common::db::{Backend, TestDb};
 use hark::store::testing::{scalar, write};
 use hark::store::{
-    AiRequest, CallEnd, CallFilter, CallStart, Lead, LeadFilter, LeadPatch, LeadStatus,
-    Registration, Segment, StoreError, StoreEvent, Turn, spawn_writer,
+    CallFilter, LeadFilter, LeadPatch, LeadStatus, Registration, StoreError, StoreEvent,
+    spawn_writer,
 };
 
 fn uuid() -> String {
     uuid::Uuid::new_v4().hyphenated().to_string()
-}
-
-/// A finished call's events: start, `segments` lines, turns, usage, end, lead.
-pub fn call_events(
-    tenant: &str,
-    id: &str,
-    at: i64,
-    outcome: &str,
-    segments: i64,
-) -> Vec<StoreEvent> {
-    let mut ev = vec![StoreEvent::CallStarted(CallStart {
-        call_id: id.into(),
-        tenant: tenant.into(),
-        agent: "reception".into(),
-        caller_id: Some("+15550001".into()),
-        dnis: Some("100".into()),
-        direction: "inbound".into(),
-        start_ms: at,
-        answer_ms: Some(at + 5),
-    })];
-    for seq in 0..segments {
-        ev.push(StoreEvent::Segment(Segment {
-            call_id: id.into(),
-            seq,
-            speaker: if seq % 2 == 0 { "agent" } else { "caller" }.into(),
-            text: format!("line {seq} it's \"quoted\" ; DROP TABLE calls; --"),
-            start_ms: seq * 1000,
-            end_ms: seq * 1000 + 800,
-            confidence: None,
-            interrupted: seq == 2,
-        }));
-        if seq % 2 == 1 {
-            ev.push(StoreEvent::Turn(Turn {
-                call_id: id.into(),
-                seq: seq / 2,
-                tenant: tenant.into(),
-                at_ms: at + seq * 1000,
-                v2v_ms: 400 + seq * 10,
-                endpoint_ms: 300,
-                stt_ms: 20,
-                first_token_ms: 10,
-                first_audio_ms: 50,
-                playout_ms: 0,
-            }));
-        }
-    }
-    ev.push(StoreEvent::AiRequest(AiRequest {
-        id: uuid(),
-        tenant: tenant.into(),
-        call_id: Some(id.into()),
-        provider: "openai".into(),
-        model: "gpt".into(),
-        tokens_in: 100,
-        tokens_out: 20,
-        cost: 0.25,
-        first_token_ms: Some(300),
-        total_ms: 900,
-        outcome: "ok".into(),
-        at_ms: at + 10,
-    }));
-    ev.push(StoreEvent::CallEnded(CallEnd {
-        call_id: id.into(),
-        tenant: tenant.into(),
-        agent: "reception".into(),
-        end_ms: at + 60_000,
-        duration_ms: 60_000,
-        outcome: outcome.into(),
-        handoff_target: (outcome == "transferred").then(|| "desk".into()),
-    }));
-    ev.push(StoreEvent::Lead(Lead {
-        call_id: id.into(),
-        tenant: tenant.into(),
-        name: Some("Ana".into()),
-        phone: None,
-        email: None,
-        intent: Some("table".into()),
-        score: 50,
-        notes: None,
-        at_ms: at + 60_000,
-    }));
-    ev
 }
 
 async fn migrations_apply_once(b: Backend) {

@@ -45,6 +45,9 @@ closing = "Thank you. Goodbye."
 
 [agent.desk.voice]
 {voice}
+
+[store]
+url = "sqlite://calls.db"
 "#,
         models = root().join("models").display()
     )
@@ -187,6 +190,71 @@ fn a_caller_talks_with_the_agent_in_turns() {
     );
     let gaps: Vec<Duration> = said.windows(2).map(|w| w[1].0 - w[0].1).collect();
     println!("gaps between agent utterances: {gaps:?}");
+
+    // The store has the call: both sides' segments, the turns' latency,
+    // the outcome, and a lead from the script's slots.
+    let db = format!("sqlite://{}", daemon.dir().join("calls.db").display());
+    let id = opts.uuid.to_string();
+    runtime().block_on(async {
+        let store = hark::store::Store::connect(&db).await.unwrap();
+        let mut call = None;
+        for _ in 0..100 {
+            if let Ok(c) = store.call("default", &id).await {
+                let leads = hark::store::testing::scalar(&store, "SELECT COUNT(*) FROM leads")
+                    .await
+                    .unwrap();
+                if c.call.outcome.is_some() && leads == 1 {
+                    call = Some(c);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let call = call.expect("the call and its lead were stored");
+        assert_eq!(call.call.outcome.as_deref(), Some("completed"));
+        assert_eq!(call.call.agent, "desk");
+        let speakers: Vec<&str> = call.transcript.iter().map(|s| s.speaker.as_str()).collect();
+        assert_eq!(
+            speakers.iter().filter(|s| **s == "caller").count(),
+            3,
+            "{speakers:?}"
+        );
+        // The agent's segments are its sentences, as the caller heard them.
+        let agent: Vec<&str> = call
+            .transcript
+            .iter()
+            .filter(|s| s.speaker == "agent")
+            .map(|s| s.text.as_str())
+            .collect();
+        assert_eq!(agent.join(" "), expected.join(" "));
+        assert!(
+            call.transcript
+                .windows(2)
+                .all(|w| w[0].start_ms <= w[1].start_ms)
+        );
+        assert!(call.turns.len() >= 3, "{:?}", call.turns);
+        assert!(call.turns.iter().all(|t| t.v2v_ms > 0 && t.v2v_ms < 5_000));
+        assert!(
+            call.ai_usage.iter().all(|u| u.provider == "scripted") && !call.ai_usage.is_empty(),
+            "{:?}",
+            call.ai_usage
+        );
+        let (leads, _) = store
+            .list_leads(
+                "default",
+                &hark::store::LeadFilter {
+                    limit: 5,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let notes = leads[0].notes.clone().unwrap_or_default();
+        assert!(notes.contains("conference: "), "{notes}");
+        assert!(notes.contains("problem: "), "{notes}");
+        assert_eq!(leads[0].call_id, id);
+        store.close().await;
+    });
 }
 
 #[test]

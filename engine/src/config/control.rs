@@ -240,3 +240,45 @@ impl RawLeads {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn err(text: &str) -> String {
+        match Config::parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn store_api_and_leads_parse_with_defaults() {
+        let c = Config::parse(
+            "[store]\nurl = \"sqlite://x.db\"\n[api]\n[leads]\nkeywords = { \"Buy\" = 30 }\n",
+        )
+        .unwrap();
+        let s = c.store.unwrap();
+        assert_eq!(s.url, "sqlite://./x.db");
+        assert!(s.migrate);
+        assert_eq!(s.tenant, "default");
+        assert_eq!(s.spool, std::path::PathBuf::from("./hark.spool"));
+        let a = c.api.unwrap();
+        assert_eq!(a.address.to_string(), "127.0.0.1:8089");
+        assert_eq!(c.leads.keywords, vec![("buy".to_string(), 30)]);
+        let m = Config::parse("[store]\nurl = \"mariadb://u@h:3306/d\"\n").unwrap();
+        assert_eq!(m.store.unwrap().url, "mysql://u@h:3306/d");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert!(err("[store]\nurl = \"postgres://x\"\n").contains("store.url"));
+        assert!(err("[store]\nurl = \"sqlite://x\"\ntenant = \"a b\"\n").contains("store.tenant"));
+        assert!(err("[store]\nurl = \"sqlite://x\"\nqueue = 1\n").contains("store.queue"));
+        assert!(err("[store]\nurl = \"sqlite://x\"\ncolour = 1\n").contains("colour"));
+        assert!(err("[api]\naddress = \"nowhere\"\n").contains("api.address"));
+        assert!(err("[api]\nrate_per_sec = 0\n").contains("api.rate_per_sec"));
+        assert!(err("[leads]\nphone = 500\n").contains("leads.phone"));
+        assert!(err("[leads]\nkeywords = { \" \" = 5 }\n").contains("leads.keywords"));
+    }
+}

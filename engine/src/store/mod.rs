@@ -18,6 +18,7 @@
 //! through a bounded queue (see [`Recorder`]). The writer is the only task
 //! that writes events; the API reads through the same connection pool.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::AnyPool;
@@ -168,43 +169,79 @@ impl Dialect {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Set-up still owed to a database that was away at start-up; done
+    /// before the first write that reaches it.
+    pending: Arc<tokio::sync::Mutex<Option<Setup>>>,
+}
+
+/// What a daemon does to a database before writing to it.
+#[derive(Debug, Clone)]
+struct Setup {
+    migrate: bool,
+    tenant: String,
 }
 
 impl Store {
     /// Connects to `url` (`sqlite://FILE`, created if missing, or
     /// `mysql://...`). Fails at once if the database cannot be reached.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let (dialect, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let rest = rest.trim_start_matches("//");
-            let sep = if rest.contains('?') { '&' } else { '?' };
-            (Dialect::Sqlite, format!("sqlite://{rest}{sep}mode=rwc"))
-        } else {
-            (Dialect::MySql, url.to_string())
+        let (dialect, url, options) = pool_options(url);
+        let pool = options.connect(&url).await?;
+        Ok(Store {
+            pool,
+            dialect,
+            pending: Arc::default(),
+        })
+    }
+
+    /// The daemon's way in: connects, migrates (if `migrate`) and adds the
+    /// default tenant. If the database is away, the store is returned all
+    /// the same, with that set-up owed: calls are answered and their
+    /// events spooled until it returns.
+    pub async fn open(url: &str, migrate: bool, tenant: &str) -> Result<Store, StoreError> {
+        let setup = Setup {
+            migrate,
+            tenant: tenant.to_string(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(3))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        // WAL lets the API read while the writer writes.
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
+        match Store::connect(url).await {
+            Ok(store) => {
+                store.set_up(&setup).await?;
+                Ok(store)
+            }
+            Err(e) if e.is_outage() => {
+                tracing::warn!(error = %e, "database unreachable at start-up: answering calls and spooling their records until it returns");
+                let (dialect, url, options) = pool_options(url);
+                let pool = options.connect_lazy(&url)?;
+                Ok(Store {
+                    pool,
+                    dialect,
+                    pending: Arc::new(tokio::sync::Mutex::new(Some(setup))),
                 })
-            })
-            .connect(&url)
-            .await?;
-        Ok(Store { pool, dialect })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_up(&self, setup: &Setup) -> Result<(), StoreError> {
+        if setup.migrate {
+            let n = self.migrate().await?;
+            if n > 0 {
+                tracing::info!(applied = n, "store migrated");
+            }
+        }
+        self.ensure_tenant(&setup.tenant).await
+    }
+
+    /// Does the set-up owed since start-up, if any; an error means the
+    /// database is still away (or refuses the migration).
+    pub(crate) async fn ready(&self) -> Result<(), StoreError> {
+        let mut pending = self.pending.lock().await;
+        if let Some(setup) = pending.as_ref() {
+            self.set_up(setup).await?;
+            tracing::info!("database reachable: set-up done");
+            *pending = None;
+        }
+        Ok(())
     }
 
     /// The dialect of this database.
@@ -226,6 +263,39 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The pool settings for `url`, its dialect and the URL sqlx takes.
+fn pool_options(url: &str) -> (Dialect, String, AnyPoolOptions) {
+    sqlx::any::install_default_drivers();
+    let (dialect, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+        let rest = rest.trim_start_matches("//");
+        let sep = if rest.contains('?') { '&' } else { '?' };
+        (Dialect::Sqlite, format!("sqlite://{rest}{sep}mode=rwc"))
+    } else {
+        (Dialect::MySql, url.to_string())
+    };
+    let options = AnyPoolOptions::new()
+        .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
+        .acquire_timeout(Duration::from_secs(3))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    // WAL lets the API read while the writer writes.
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        });
+    (dialect, url, options)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -278,8 +348,8 @@ pub mod testing {
     impl SqliteLock {
         /// Takes the lock on the SQLite database at `url`.
         pub async fn take(url: &str) -> Result<SqliteLock, StoreError> {
-            sqlx::any::install_default_drivers();
-            let mut c = sqlx::AnyConnection::connect(url).await?;
+            let (_, url, _) = super::pool_options(url);
+            let mut c = sqlx::AnyConnection::connect(&url).await?;
             sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await?;
             Ok(SqliteLock(c))
         }

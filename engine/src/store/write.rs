@@ -6,7 +6,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
-use super::{Dialect, Store, StoreEvent, is_outage, now_ms};
+use super::{Dialect, Store, StoreError, StoreEvent, is_outage, now_ms};
 
 /// An event the database refused, with its reason (it goes to the
 /// rejected file, never silently away).
@@ -21,6 +21,12 @@ impl Store {
         &self,
         events: &[StoreEvent],
     ) -> Result<Vec<Rejected>, sqlx::Error> {
+        if let Err(e) = self.ready().await {
+            return Err(match e {
+                StoreError::Db(e) => e,
+                other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
+            });
+        }
         let mut tx = self.pool().begin().await?;
         let mut refused = false;
         for e in events {

@@ -78,7 +78,7 @@ impl Daemon {
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("hark did not start listening; log: {log:#?}"));
             log.push(line.clone());
-            if line.contains("listening") {
+            if line.contains("listening listener=") {
                 let addr = line
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("address="))
@@ -123,6 +123,30 @@ impl Daemon {
                 self.log.push(l);
             }
         }
+    }
+
+    /// The folder holding its config (relative paths in it start here).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Kills the daemon at once (SIGKILL), as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.pump_log();
+    }
+
+    /// The API's address, from the "api listening" log line.
+    pub fn api_address(&mut self) -> Option<SocketAddr> {
+        self.wait_for_log("api listening", Duration::from_secs(5));
+        self.log
+            .iter()
+            .find(|l| l.contains("api listening"))?
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))?
+            .parse()
+            .ok()
     }
 
     /// Sends SIGTERM and waits up to `within` for the daemon to exit.
