@@ -8,11 +8,12 @@
 //! sum of the configured points, clamped to 0..=100.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::config::LeadRules;
-use crate::llm::{ChatEvent, ChatRequest, Message, Role, Script};
+use crate::llm::{ChatEvent, ChatRequest, Message, Role, Router, Script};
 use crate::speaking::Brain;
 use crate::store::{Lead, now_ms};
 
@@ -180,9 +181,26 @@ pub fn contacts_in(caller_text: &str) -> LeadFields {
     }
 }
 
-/// Asks the agent's router for the lead as one JSON object.
-async fn from_model(
-    brain: &Brain,
+/// A conversation as the text the extraction request carries.
+pub fn transcript_text(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .map(|m| {
+            let who = if m.role == Role::User {
+                "Caller"
+            } else {
+                "Agent"
+            };
+            format!("{who}: {}\n", m.content)
+        })
+        .collect()
+}
+
+/// Asks `router` for the lead in `transcript` as one JSON object (the
+/// first `{` to the last `}` of the reply). `None` when no provider gives
+/// a usable object.
+pub async fn from_model(
+    router: &Arc<Router>,
     tenant: &str,
     call: &str,
     transcript: &str,
@@ -200,8 +218,7 @@ async fn from_model(
         max_tokens: 300,
         temperature: 0.0,
     };
-    let mut reply = brain
-        .router
+    let mut reply = router
         .reply_in_call(tenant, Some(call), request)
         .await
         .ok()?;
@@ -249,19 +266,8 @@ pub(crate) async fn extract(
         .collect();
     let mut fields = ending.tool.as_deref().and_then(from_tool);
     if let Some(brain) = brain.filter(|_| fields.is_none() && has_providers) {
-        let transcript: String = ending
-            .messages
-            .iter()
-            .map(|m| {
-                let who = if m.role == Role::User {
-                    "Caller"
-                } else {
-                    "Agent"
-                };
-                format!("{who}: {}\n", m.content)
-            })
-            .collect();
-        fields = from_model(brain, &ending.tenant, &ending.call_id, &transcript).await;
+        let transcript = transcript_text(&ending.messages);
+        fields = from_model(&brain.router, &ending.tenant, &ending.call_id, &transcript).await;
     }
     let slots = script
         .map(|s| from_slots(rules, &s.next_line(&ending.messages).1))

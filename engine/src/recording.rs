@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::config::LeadRules;
 use crate::leads::{self, Ending};
 use crate::llm::{Message, Role, Script};
+use crate::registry::{self, Registry};
 use crate::speaking::Brain;
 use crate::store::{CallEnd, CallStart, Recorder, Segment, StoreEvent, Turn};
 
@@ -29,6 +30,8 @@ pub(crate) struct RecordingSetup {
     pub(crate) script: Option<Script>,
     pub(crate) has_providers: bool,
     pub(crate) rules: Arc<LeadRules>,
+    /// Where the outcome goes at once, for the dialplan's query.
+    pub(crate) registry: Arc<Registry>,
 }
 
 /// One call's records.
@@ -128,7 +131,20 @@ impl CallRecording {
                 self.setup.recorder.record(event);
             }
             Record::Lead(args) => self.lead_tool = Some(args.clone()),
-            Record::Outcome(o) => self.outcome = Some(o.clone()),
+            Record::Outcome(o) => {
+                let handoff_target = match o {
+                    Outcome::Transferred { target, .. } => Some(target.clone()),
+                    _ => None,
+                };
+                self.setup.registry.set_outcome(
+                    &self.call_id,
+                    registry::Outcome {
+                        outcome: o.as_str().to_string(),
+                        handoff_target,
+                    },
+                );
+                self.outcome = Some(o.clone());
+            }
             Record::BargeIn { .. } | Record::ReplyFailed(_) => {}
         }
     }

@@ -14,10 +14,21 @@ use crate::store::Registration;
 /// database row stays).
 const KEEP: Duration = Duration::from_secs(15 * 60);
 
-/// Registrations by call UUID.
+/// Registrations by call UUID, and the outcomes of calls that just ended.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     map: Mutex<HashMap<String, (Registration, Instant)>>,
+    /// A call's outcome as soon as the conversation decides it, before its
+    /// records reach the database: the dialplan asks right after
+    /// AudioSocket() returns.
+    outcomes: Mutex<HashMap<String, (Outcome, Instant)>>,
+}
+
+/// How a call ended, as the dialplan reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) outcome: String,
+    pub(crate) handoff_target: Option<String>,
 }
 
 impl Registry {
@@ -33,6 +44,21 @@ impl Registry {
         let mut map = self.map();
         map.retain(|_, (_, at)| now.duration_since(*at) < KEEP);
         map.insert(r.call_id.clone(), (r, now));
+    }
+
+    /// Notes a call's outcome.
+    pub(crate) fn set_outcome(&self, call_id: &str, outcome: Outcome) {
+        let now = Instant::now();
+        // As for `map`: single inserts and removes only.
+        let mut m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (_, at)| now.duration_since(*at) < KEEP);
+        m.insert(call_id.to_string(), (outcome, now));
+    }
+
+    /// A call's outcome noted in the last minutes, if any.
+    pub(crate) fn outcome(&self, call_id: &str) -> Option<Outcome> {
+        let m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(call_id).map(|(o, _)| o.clone())
     }
 
     /// Claims the registration of `call_id`, if there is one.

@@ -8,7 +8,13 @@
 //! channel: `Draining` stops the accept tasks (listeners close, calls go on),
 //! and waiting for all permits to return is waiting for all calls to end. If
 //! that takes longer than the drain timeout, `HangUp` tells every driver to
-//! send AudioSocket hangup and close.
+//! send AudioSocket hangup and close. The API task (if `[api]`) serves
+//! until every call is over (`Stopped`), so `/readyz` reports the drain;
+//! then the store's writer gets its last records and stops.
+//!
+//! Before a call's driver starts, its task reads the AudioSocket UUID and
+//! looks it up among the calls registered through the API: a registered
+//! call gets the registration's agent and tenant.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -495,6 +501,7 @@ async fn answer(
             script: voice.map(|v| v.chat.script.clone()),
             has_providers: voice.is_some_and(|v| !v.chat.providers.is_empty()),
             rules: Arc::clone(&shared.rules),
+            registry: Arc::clone(&shared.registry),
         }
     });
     let setup = CallSetup {

@@ -48,6 +48,9 @@ closing = "Thank you. Goodbye."
 
 [store]
 url = "sqlite://calls.db"
+
+[api]
+address = "127.0.0.1:0"
 "#,
         models = root().join("models").display()
     )
@@ -125,6 +128,41 @@ fn a_caller_talks_with_the_agent_in_turns() {
     opts.tail = Duration::from_secs(8);
     let report = runtime().block_on(dial(&opts)).unwrap();
     assert_eq!(report.end, DialEnd::ServerHangup, "the agent ends the call");
+    // What the dialplan does as soon as AudioSocket() returns: ask the API
+    // for the outcome.
+    let api = daemon.api_address().expect("the api listens");
+    let db = format!("sqlite://{}", daemon.dir().join("calls.db").display());
+    let outcome = runtime().block_on(async {
+        let store = hark::store::Store::connect(&db).await.unwrap();
+        let token = store
+            .create_token("default", hark::store::Role::Viewer, "dialplan")
+            .await
+            .unwrap()
+            .token;
+        let http = hark::llm::http_client().unwrap();
+        let mut outcome = serde_json::Value::Null;
+        // The call's start may still be on its way to the database.
+        for _ in 0..50 {
+            let r = http
+                .get(format!("http://{api}/v1/calls/{}", opts.uuid))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            if r.status().is_success() {
+                let body: serde_json::Value = r.json().await.unwrap();
+                outcome = body["outcome"].clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.close().await;
+        outcome
+    });
+    assert_eq!(
+        outcome, "completed",
+        "the dialplan reads the outcome at once"
+    );
 
     // The caller's side, as hark transcribed it.
     daemon.pump_log();
@@ -193,7 +231,6 @@ fn a_caller_talks_with_the_agent_in_turns() {
 
     // The store has the call: both sides' segments, the turns' latency,
     // the outcome, and a lead from the script's slots.
-    let db = format!("sqlite://{}", daemon.dir().join("calls.db").display());
     let id = opts.uuid.to_string();
     runtime().block_on(async {
         let store = hark::store::Store::connect(&db).await.unwrap();

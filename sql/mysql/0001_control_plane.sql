@@ -40,8 +40,10 @@ CREATE TABLE calls (
     outcome         VARCHAR(16)  NULL,
     handoff_target  VARCHAR(200) NULL,
     KEY calls_tenant_created (tenant_id, created_ms, id),
-    -- Covers GET /stats: outcomes and handle time of a period.
+    -- Cover GET /stats (outcomes and handle time of a period): the first
+    -- for short periods, the second groups in index order for long ones.
     KEY calls_tenant_stats (tenant_id, created_ms, outcome, duration_ms),
+    KEY calls_tenant_outcome (tenant_id, outcome, created_ms, duration_ms),
     KEY calls_tenant_agent (tenant_id, agent, created_ms),
     KEY calls_tenant_caller (tenant_id, caller_id, created_ms)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -87,7 +89,8 @@ CREATE TABLE ai_requests (
     outcome         VARCHAR(32)  NOT NULL,
     at_ms           BIGINT       NOT NULL,
     KEY ai_requests_call (call_id),
-    KEY ai_requests_tenant_at (tenant_id, at_ms, provider)
+    -- Covers GET /stats (cost by provider) without reading the rows.
+    KEY ai_requests_tenant_at (tenant_id, at_ms, provider, tokens_in, tokens_out, cost)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE leads (

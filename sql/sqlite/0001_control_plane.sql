@@ -110,11 +110,12 @@ CREATE TABLE audit_log (
 CREATE UNIQUE INDEX api_tokens_hash ON api_tokens (token_hash);
 CREATE INDEX calls_tenant_created ON calls (tenant_id, created_ms, id);
 CREATE INDEX calls_tenant_stats ON calls (tenant_id, created_ms, outcome, duration_ms);
+CREATE INDEX calls_tenant_outcome ON calls (tenant_id, outcome, created_ms, duration_ms);
 CREATE INDEX calls_tenant_agent ON calls (tenant_id, agent, created_ms);
 CREATE INDEX calls_tenant_caller ON calls (tenant_id, caller_id, created_ms);
 CREATE INDEX turns_tenant_at ON turns (tenant_id, at_ms, v2v_ms);
 CREATE INDEX ai_requests_call ON ai_requests (call_id);
-CREATE INDEX ai_requests_tenant_at ON ai_requests (tenant_id, at_ms, provider);
+CREATE INDEX ai_requests_tenant_at ON ai_requests (tenant_id, at_ms, provider, tokens_in, tokens_out, cost);
 CREATE UNIQUE INDEX leads_call ON leads (call_id);
 CREATE INDEX leads_tenant_created ON leads (tenant_id, created_ms, id);
 CREATE INDEX leads_tenant_status ON leads (tenant_id, status, created_ms);

@@ -55,7 +55,16 @@ pub(crate) async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     let id = uuid_path(&id)?;
     match st.store.call(&who.tenant, &id).await {
-        Ok(c) => Ok(Json(json!(c))),
+        Ok(mut c) => {
+            // Decided, but the end not yet written: say so at once.
+            if c.call.outcome.is_none()
+                && let Some(o) = st.registry.outcome(&id)
+            {
+                c.call.outcome = Some(o.outcome);
+                c.call.handoff_target = o.handoff_target;
+            }
+            Ok(Json(json!(c)))
+        }
         Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found("call")),
         Err(e) => Err(e.into()),
     }

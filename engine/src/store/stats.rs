@@ -61,7 +61,9 @@ impl Store {
     /// The tenant's figures for `[from_ms, to_ms)`.
     pub async fn stats(&self, tenant: &str, from_ms: i64, to_ms: i64) -> Result<Stats, StoreError> {
         let d = self.dialect();
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        // Three aggregates over three covering indexes, on three pooled
+        // connections at once.
+        let outcomes_q = sqlx::query(AssertSqlSafe(format!(
             "SELECT outcome, COUNT(*) AS n, {} AS total, COUNT(duration_ms) AS ended FROM calls \
              WHERE tenant_id = ? AND created_ms >= ? AND created_ms < ? GROUP BY outcome",
             d.int("SUM(duration_ms)")
@@ -69,8 +71,26 @@ impl Store {
         .bind(tenant.to_string())
         .bind(from_ms)
         .bind(to_ms)
-        .fetch_all(self.pool())
-        .await?;
+        .fetch_all(self.pool());
+        let hist_q = sqlx::query(
+            "SELECT v2v_ms, COUNT(*) AS n FROM turns WHERE tenant_id = ? AND at_ms >= ? AND at_ms < ? \
+             GROUP BY v2v_ms ORDER BY v2v_ms",
+        )
+        .bind(tenant.to_string())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(self.pool());
+        let cost_q = sqlx::query(AssertSqlSafe(format!(
+            "SELECT provider, COUNT(*) AS n, {} AS tin, {} AS tout, SUM(cost) AS cost FROM ai_requests \
+             WHERE tenant_id = ? AND at_ms >= ? AND at_ms < ? GROUP BY provider ORDER BY provider",
+            d.int("SUM(tokens_in)"),
+            d.int("SUM(tokens_out)")
+        )))
+        .bind(tenant.to_string())
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(self.pool());
+        let (rows, hist_rows, cost_rows) = tokio::try_join!(outcomes_q, hist_q, cost_q)?;
         let mut outcomes = BTreeMap::new();
         let (mut calls, mut total, mut ended) = (0i64, 0i64, 0i64);
         for r in &rows {
@@ -84,41 +104,23 @@ impl Store {
                 .or_insert(0) += n;
         }
 
-        let hist = sqlx::query(
-            "SELECT v2v_ms, COUNT(*) AS n FROM turns WHERE tenant_id = ? AND at_ms >= ? AND at_ms < ? \
-             GROUP BY v2v_ms ORDER BY v2v_ms",
-        )
-        .bind(tenant.to_string())
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get::<i64, _>("v2v_ms")?, r.try_get::<i64, _>("n")?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let hist = hist_rows
+            .iter()
+            .map(|r| Ok((r.try_get::<i64, _>("v2v_ms")?, r.try_get::<i64, _>("n")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
 
-        let ai_cost = sqlx::query(AssertSqlSafe(format!(
-            "SELECT provider, COUNT(*) AS n, {} AS tin, {} AS tout, SUM(cost) AS cost FROM ai_requests \
-             WHERE tenant_id = ? AND at_ms >= ? AND at_ms < ? GROUP BY provider ORDER BY provider",
-            d.int("SUM(tokens_in)"),
-            d.int("SUM(tokens_out)")
-        )))
-        .bind(tenant.to_string())
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ProviderCost {
-                provider: r.try_get("provider")?,
-                requests: r.try_get("n")?,
-                tokens_in: r.try_get::<Option<i64>, _>("tin")?.unwrap_or(0),
-                tokens_out: r.try_get::<Option<i64>, _>("tout")?.unwrap_or(0),
-                cost: r.try_get::<Option<f64>, _>("cost")?.unwrap_or(0.0),
+        let ai_cost = cost_rows
+            .iter()
+            .map(|r| {
+                Ok(ProviderCost {
+                    provider: r.try_get("provider")?,
+                    requests: r.try_get("n")?,
+                    tokens_in: r.try_get::<Option<i64>, _>("tin")?.unwrap_or(0),
+                    tokens_out: r.try_get::<Option<i64>, _>("tout")?.unwrap_or(0),
+                    cost: r.try_get::<Option<f64>, _>("cost")?.unwrap_or(0.0),
+                })
             })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
 
         Ok(Stats {
             from_ms,
