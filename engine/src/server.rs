@@ -379,9 +379,16 @@ impl Server {
             let _ = t.await;
         }
         // Every call is over; the routers (and with them the usage queue)
-        // go when the last reference to the agents does.
+        // go when the last reference to the agents does. A call that would
+        // not end, or a lead still asking its model, must not hold up the
+        // exit for good.
         drop(shared);
-        let _ = usage_task.await;
+        if tokio::time::timeout(RECORDS_GRACE, usage_task)
+            .await
+            .is_err()
+        {
+            warn!("usage records still arriving at exit: the writer takes what came in time");
+        }
         if let Some(w) = writer {
             w.finish(RECORDS_GRACE).await;
         }

@@ -42,7 +42,7 @@ pub(crate) use error::ApiError;
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Every route, as (method, path) in OpenAPI's notation: the route-coverage
-/// test checks the document against this list, and [`router`] is built
+/// test checks the document against this list, and the router is built
 /// from the same paths.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),

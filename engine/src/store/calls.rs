@@ -271,25 +271,11 @@ impl Store {
             binds.extend([Bind::Int(ms), Bind::Int(ms), Bind::Text(id)]);
         }
         let limit = f.limit.clamp(1, 500);
-        sql.push_str(&format!(
-            " ORDER BY created_ms DESC, id DESC LIMIT {}",
-            limit + 1
-        ));
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Int(v) => q.bind(v),
-                Bind::Text(v) => q.bind(v),
-            };
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let mut out = rows.iter().map(call_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if out.len() > limit as usize {
-            out.truncate(limit as usize);
-            out.last().map(|c| encode_cursor(c.created_ms, &c.id))
-        } else {
-            None
-        };
+        let rows = keyset_page(sql, binds, limit)
+            .fetch_all(self.pool())
+            .await?;
+        let rows = rows.iter().map(call_row).collect::<Result<Vec<_>, _>>()?;
+        let (out, next) = split_page(rows, limit, |c| encode_cursor(c.created_ms, &c.id));
         Ok((out, next))
     }
 
@@ -371,6 +357,43 @@ impl Store {
             ai_usage,
             turns,
         })
+    }
+}
+
+/// A filtered query, newest first by (created_ms, id), one row more than
+/// the page so the caller knows whether another page follows.
+pub(crate) fn keyset_page(
+    mut sql: String,
+    binds: Vec<Bind>,
+    limit: u32,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sql.push_str(&format!(
+        " ORDER BY created_ms DESC, id DESC LIMIT {}",
+        limit + 1
+    ));
+    // Built from fixed text; every value is in `binds`.
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for b in binds {
+        q = match b {
+            Bind::Int(v) => q.bind(v),
+            Bind::Text(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+/// The page and the next page's cursor, from `limit + 1` rows.
+pub(crate) fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
     }
 }
 

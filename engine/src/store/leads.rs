@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::calls::{Bind, decode_cursor};
+use super::calls::{Bind, decode_cursor, keyset_page, split_page};
 use super::{Store, StoreError, now_ms};
 
 /// Where a lead is in the sales workflow.
@@ -169,25 +169,11 @@ impl Store {
             binds.extend([Bind::Int(ms), Bind::Int(ms), Bind::Int(id)]);
         }
         let limit = f.limit.clamp(1, 500);
-        sql.push_str(&format!(
-            " ORDER BY created_ms DESC, id DESC LIMIT {}",
-            limit + 1
-        ));
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            q = match b {
-                Bind::Int(v) => q.bind(v),
-                Bind::Text(v) => q.bind(v),
-            };
-        }
-        let rows = q.fetch_all(self.pool()).await?;
-        let mut out = rows.iter().map(lead_row).collect::<Result<Vec<_>, _>>()?;
-        let next = if out.len() > limit as usize {
-            out.truncate(limit as usize);
-            out.last().map(|l| format!("{}.{}", l.created_ms, l.id))
-        } else {
-            None
-        };
+        let rows = keyset_page(sql, binds, limit)
+            .fetch_all(self.pool())
+            .await?;
+        let rows = rows.iter().map(lead_row).collect::<Result<Vec<_>, _>>()?;
+        let (out, next) = split_page(rows, limit, |l| format!("{}.{}", l.created_ms, l.id));
         Ok((out, next))
     }
 
