@@ -347,6 +347,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // HARK_VOICE_PART=latency measures only voice-to-voice.
     // HARK_VOICE_TRY="hangover_ms = 300\npreview_ms = 150" measures one more
     // setting first, to tune the defaults.
     if let Ok(extra) = std::env::var("HARK_VOICE_TRY") {
@@ -372,6 +373,10 @@ fn main() {
         fast.p50.as_secs_f64() / base.p50.as_secs_f64(),
         fast.p95.as_secs_f64() / base.p95.as_secs_f64()
     );
+    // HARK_VOICE_PART=latency stops here.
+    if std::env::var("HARK_VOICE_PART").is_ok_and(|p| p == "latency") {
+        return;
+    }
     println!("\n== barge-in");
     barge_in(&rt, "default (barge_in_min_ms 300)", "");
     barge_in(

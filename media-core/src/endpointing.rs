@@ -5,8 +5,13 @@
 //!
 //! - **Speech start** once voiced windows add up to `min_speech`, so a cough,
 //!   a click or a short tone is not a turn.
-//! - **Turn end** after `hangover` without a voiced window. This is judged on
-//!   the driver's clock (through [`Endpointer::poll_timeout`]), not on
+//! - **Turn end** after `hangover` of silence, counted from the end of the
+//!   caller's audible speech: the last window within 30 dB of the turn's
+//!   loudest, but never more than 160 ms before the VAD's last voiced
+//!   window (a VAD's probability trails the speech by about that much;
+//!   softer speech still holds the turn). Without any level to judge
+//!   (digital silence), from the VAD's last voiced window. This is judged
+//!   on the driver's clock (through [`Endpointer::poll_timeout`]), not on
 //!   inbound frames, because a Local channel sends nothing during silence.
 //! - **Pre-roll**: the turn's audio starts `pre_roll` before the first voiced
 //!   window, so the first syllable is not cut.
@@ -152,6 +157,11 @@ enum State {
         last_voiced_pos: u64,
         /// Windows at or above `speech_threshold` in this turn, summed.
         voiced: Duration,
+        /// The end of the last window loud enough to be the caller's speech
+        /// (within [`LOUD_RANGE_DB`] of the turn's loudest), if any was.
+        last_loud_at: Option<Time>,
+        /// The turn's loudest window, dBFS.
+        peak_db: f32,
     },
 }
 
@@ -195,6 +205,52 @@ pub struct Endpointer {
 const CANDIDATE_GAP: Duration = Duration::from_millis(300);
 /// Silence kept after the last voiced window when a turn is trimmed.
 const TAIL: Duration = Duration::from_millis(150);
+/// A VAD's probability trails the end of speech: Silero's stays high for
+/// 100-200 ms after the last audible sound (170 ms on average over the
+/// voice bench's real prompts), because it judges a window by its context.
+/// 200 ms here measured worse than 160 (p95 805 vs 611 ms voice-to-voice):
+/// more pauses inside sentences ended turns.
+/// The pause (hangover, preview) is counted from the end of the caller's
+/// audible speech instead, but never from more than this before the VAD's
+/// last voiced window, so speech too soft to count as loud still holds the
+/// turn.
+const VAD_TAIL: Duration = Duration::from_millis(160);
+/// A window within this much of the turn's loudest is speech, not its
+/// fading tail or the line's noise.
+const LOUD_RANGE_DB: f32 = 30.0;
+/// Quieter than this is never speech on a phone line.
+const LOUD_FLOOR_DB: f32 = -55.0;
+
+/// A window's level, dBFS (-100 for digital silence).
+fn level_db(window: &[i16]) -> f32 {
+    if window.is_empty() {
+        return -100.0;
+    }
+    let energy: f64 = window.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    let rms = (energy / window.len() as f64).sqrt() / 32_768.0;
+    if rms <= 1e-5 {
+        -100.0
+    } else {
+        (20.0 * rms.log10()) as f32
+    }
+}
+
+/// Where the current pause is counted from: the end of audible speech,
+/// at most [`VAD_TAIL`] before the VAD's last voiced window; the VAD's
+/// last voiced window itself when no window was loud (no level to judge).
+fn pause_anchor(last_voiced_at: Time, last_loud_at: Option<Time>) -> Time {
+    match last_loud_at {
+        None => last_voiced_at,
+        Some(loud) => {
+            let floor = Time::from_micros(
+                last_voiced_at
+                    .as_micros()
+                    .saturating_sub(VAD_TAIL.as_micros() as u64),
+            );
+            loud.max(floor).min(last_voiced_at)
+        }
+    }
+}
 
 impl Endpointer {
     /// An endpointer over `vad`.
@@ -290,13 +346,20 @@ impl Endpointer {
     /// Wake-up at or after [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Time) {
         match self.state {
-            State::Speaking { last_voiced_at, .. }
-                if now >= last_voiced_at + self.config.hangover =>
-            {
+            State::Speaking {
+                last_voiced_at,
+                last_loud_at,
+                ..
+            } if now >= pause_anchor(last_voiced_at, last_loud_at) + self.config.hangover => {
                 self.end_turn(now, TurnEnd::Silence);
             }
-            State::Speaking { last_voiced_at, .. }
-                if self.preview_due(last_voiced_at).is_some_and(|t| now >= t) =>
+            State::Speaking {
+                last_voiced_at,
+                last_loud_at,
+                ..
+            } if self
+                .preview_due(last_voiced_at, last_loud_at)
+                .is_some_and(|t| now >= t) =>
             {
                 self.previewed = Some(last_voiced_at);
                 if let Some(turn) = self.snapshot(now) {
@@ -316,18 +379,25 @@ impl Endpointer {
         match self.state {
             State::Silence => None,
             State::Candidate { last_voiced_at, .. } => Some(last_voiced_at + CANDIDATE_GAP),
-            State::Speaking { last_voiced_at, .. } => {
-                let end = last_voiced_at + self.config.hangover;
-                Some(self.preview_due(last_voiced_at).map_or(end, |t| t.min(end)))
+            State::Speaking {
+                last_voiced_at,
+                last_loud_at,
+                ..
+            } => {
+                let end = pause_anchor(last_voiced_at, last_loud_at) + self.config.hangover;
+                Some(
+                    self.preview_due(last_voiced_at, last_loud_at)
+                        .map_or(end, |t| t.min(end)),
+                )
             }
         }
     }
 
     /// When the pause after `last_voiced_at` is due for a preview, if it is.
-    fn preview_due(&self, last_voiced_at: Time) -> Option<Time> {
+    fn preview_due(&self, last_voiced_at: Time, last_loud_at: Option<Time>) -> Option<Time> {
         let p = self.config.preview?;
         (p < self.config.hangover && self.previewed != Some(last_voiced_at))
-            .then(|| last_voiced_at + p)
+            .then(|| pause_anchor(last_voiced_at, last_loud_at) + p)
     }
 
     /// The call is over: a turn in progress ends now (nothing is lost).
@@ -412,8 +482,18 @@ impl Endpointer {
                 last_voiced_at,
                 last_voiced_pos,
                 voiced,
+                last_loud_at,
+                peak_db,
             } => {
                 self.turn.extend_from_slice(window);
+                let db = level_db(window);
+                let peak_db = if p >= self.config.speech_threshold {
+                    peak_db.max(db)
+                } else {
+                    peak_db
+                };
+                let loud = db > LOUD_FLOOR_DB && db >= peak_db - LOUD_RANGE_DB;
+                let last_loud_at = if loud { Some(now) } else { last_loud_at };
                 let voiced = if p >= self.config.speech_threshold {
                     voiced + self.window_len
                 } else {
@@ -430,6 +510,8 @@ impl Endpointer {
                     last_voiced_at,
                     last_voiced_pos,
                     voiced,
+                    last_loud_at,
+                    peak_db,
                 };
                 if self.rate.duration_of(self.turn.len()) >= self.config.max_turn {
                     self.end_turn(now, TurnEnd::MaxLength);
@@ -442,7 +524,7 @@ impl Endpointer {
                             last_voiced_at: now,
                         };
                     }
-                } else if now >= last_voiced_at + self.config.hangover {
+                } else if now >= pause_anchor(last_voiced_at, last_loud_at) + self.config.hangover {
                     self.end_turn(now, TurnEnd::Silence);
                 }
             }
@@ -475,12 +557,19 @@ impl Endpointer {
         self.turn
             .extend(self.history.iter().skip((from - history_start) as usize));
         self.history.clear();
+        // The candidate's audio sets the turn's first level.
+        let window = self.window;
+        let recent = self.turn.len().saturating_sub(window);
+        let peak_db = level_db(&self.turn[recent..]);
+        let loud = peak_db > LOUD_FLOOR_DB;
         self.state = State::Speaking {
             turn_pos: from,
             speech_start: start_at,
             last_voiced_at,
             last_voiced_pos: self.pos,
             voiced,
+            last_loud_at: loud.then_some(last_voiced_at),
+            peak_db,
         };
         self.events
             .push_back(EndpointEvent::SpeechStarted { at: start_at });
@@ -493,6 +582,7 @@ impl Endpointer {
             speech_start,
             last_voiced_at,
             last_voiced_pos,
+            last_loud_at,
             ..
         } = self.state
         else {
@@ -503,7 +593,7 @@ impl Endpointer {
             rate: self.rate,
             samples: self.turn[..keep.min(self.turn.len())].to_vec(),
             speech_start,
-            speech_end: last_voiced_at,
+            speech_end: pause_anchor(last_voiced_at, last_loud_at),
             decided_at: now,
             reason: TurnEnd::Silence,
         })
@@ -515,6 +605,7 @@ impl Endpointer {
             speech_start,
             last_voiced_at,
             last_voiced_pos,
+            last_loud_at,
             ..
         } = self.state
         else {
@@ -527,7 +618,7 @@ impl Endpointer {
             rate: self.rate,
             samples,
             speech_start,
-            speech_end: last_voiced_at,
+            speech_end: pause_anchor(last_voiced_at, last_loud_at),
             decided_at: now,
             reason,
         }));
@@ -595,6 +686,77 @@ mod tests {
             events.push(ev);
         }
         events
+    }
+
+    /// Like [`run`], with window `i`'s samples at amplitude `amps[i]`
+    /// (a square wave, so its level is exact).
+    fn run_levels(probs: &[f32], amps: &[i16], config: EndpointConfig) -> Vec<EndpointEvent> {
+        let mut e = Endpointer::new(
+            config,
+            Box::new(Scripted {
+                probs: probs.to_vec(),
+                next: 0,
+            }),
+        );
+        let mut events = Vec::new();
+        let mut t = 0u64;
+        for &a in amps.iter().take(probs.len()) {
+            t += 32_000;
+            let w: Vec<i16> = (0..256).map(|k| if k % 2 == 0 { a } else { -a }).collect();
+            e.handle_audio(Time::from_micros(t), Frame::new(SampleRate::HZ_8000, &w));
+            while let Some(ev) = e.poll_event() {
+                events.push(ev);
+            }
+            if let Some(d) = e.poll_timeout().filter(|d| d.as_micros() <= t) {
+                e.handle_timeout(d);
+            }
+        }
+        let end = Time::from_micros(t + 3_000_000);
+        while let Some(d) = e.poll_timeout() {
+            if d > end {
+                break;
+            }
+            e.handle_timeout(d);
+            while let Some(ev) = e.poll_event() {
+                events.push(ev);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn the_pause_counts_from_the_end_of_audible_speech() {
+        let config = EndpointConfig {
+            hangover: Duration::from_millis(400),
+            ..EndpointConfig::default()
+        };
+        let ms = |t: Time| t.as_micros() / 1_000;
+        // Loud speech in windows 10..40 (ends at 40 x 32 = 1280 ms); the
+        // VAD trails on, quieter than 30 dB below the speech.
+        let mut amps = vec![0i16; 10];
+        amps.extend(vec![8_000; 30]);
+        amps.extend(vec![30; 60]);
+        // A short VAD tail (windows 40, 41: to 1344 ms): the pause counts
+        // from the loud end, 1280 ms.
+        let mut p = vec![0.0; 10];
+        p.extend(vec![0.9; 32]);
+        p.extend(vec![0.0; 58]);
+        let t = run_levels(&p, &amps, config);
+        let turn = turns(&t)[0];
+        assert_eq!(ms(turn.speech_end), 1_280, "old rule: 1344");
+        assert!(ms(turn.decided_at) >= 1_680 && ms(turn.decided_at) < 1_680 + 32);
+        // A long VAD tail (to window 47: 1536 ms): never more than 160 ms
+        // before the VAD's end, so the pause counts from 1376 ms.
+        let mut p = vec![0.0; 10];
+        p.extend(vec![0.9; 38]);
+        p.extend(vec![0.0; 52]);
+        let t = run_levels(&p, &amps, config);
+        let turn = turns(&t)[0];
+        assert_eq!(ms(turn.speech_end), 1_536 - 160);
+        assert!(ms(turn.decided_at) >= 1_776);
+        // Digital silence (no level to judge): the VAD's end, as before.
+        let t = run_levels(&p, &[0i16; 100], config);
+        assert_eq!(ms(turns(&t)[0].speech_end), 1_536);
     }
 
     fn turns(events: &[EndpointEvent]) -> Vec<&Turn> {
