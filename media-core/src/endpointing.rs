@@ -208,8 +208,8 @@ const TAIL: Duration = Duration::from_millis(150);
 /// A VAD's probability trails the end of speech: Silero's stays high for
 /// 100-200 ms after the last audible sound (170 ms on average over the
 /// voice bench's real prompts), because it judges a window by its context.
-/// 200 ms here measured worse than 160 (p95 805 vs 611 ms voice-to-voice):
-/// more pauses inside sentences ended turns.
+/// 200 ms here measured worse than 160 in the voice bench (voice-to-voice
+/// p95 805 vs 611 ms).
 /// The pause (hangover, preview) is counted from the end of the caller's
 /// audible speech instead, but never from more than this before the VAD's
 /// last voiced window, so speech too soft to count as loud still holds the
