@@ -347,7 +347,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // HARK_VOICE_PART=latency measures only voice-to-voice.
+    // HARK_VOICE_PART=latency,barge-in,concurrency (any of them) runs only
+    // those parts; unset runs all three.
+    let part = std::env::var("HARK_VOICE_PART").unwrap_or_default();
+    let runs = |name: &str| part.is_empty() || part.split(',').any(|p| p.trim() == name);
     // HARK_VOICE_TRY="hangover_ms = 300\npreview_ms = 150" measures one more
     // setting first, to tune the defaults.
     if let Ok(extra) = std::env::var("HARK_VOICE_TRY") {
@@ -361,31 +364,33 @@ fn main() {
             return;
         }
     }
-    println!("== voice-to-voice (60 turns each; local Whisper tiny.en, Piper, scripted agent)");
-    let fast = latency(&rt, "voice defaults (hangover 400 ms, preview 200 ms)", "");
-    let base = latency(
-        &rt,
-        "baseline: transcription defaults (hangover 700 ms, no preview)",
-        "hangover_ms = 700\npreview_ms = 0",
-    );
-    println!(
-        "  ratio voice/baseline: p50 {:.2}, p95 {:.2}",
-        fast.p50.as_secs_f64() / base.p50.as_secs_f64(),
-        fast.p95.as_secs_f64() / base.p95.as_secs_f64()
-    );
-    // HARK_VOICE_PART=latency stops here.
-    if std::env::var("HARK_VOICE_PART").is_ok_and(|p| p == "latency") {
-        return;
+    if runs("latency") {
+        println!("== voice-to-voice (60 turns each; local Whisper tiny.en, Piper, scripted agent)");
+        let fast = latency(&rt, "voice defaults (hangover 400 ms, preview 200 ms)", "");
+        let base = latency(
+            &rt,
+            "baseline: transcription defaults (hangover 700 ms, no preview)",
+            "hangover_ms = 700\npreview_ms = 0",
+        );
+        println!(
+            "  ratio voice/baseline: p50 {:.2}, p95 {:.2}",
+            fast.p50.as_secs_f64() / base.p50.as_secs_f64(),
+            fast.p95.as_secs_f64() / base.p95.as_secs_f64()
+        );
     }
-    println!("\n== barge-in");
-    barge_in(&rt, "default (barge_in_min_ms 300)", "");
-    barge_in(
-        &rt,
-        "fast (barge_in_min_ms 32, min_speech_ms 32)",
-        "barge_in_min_ms = 32\nmin_speech_ms = 32",
-    );
-    println!("\n== concurrent full-pipeline calls (5 turns each)");
-    for calls in [1, 4, 8, 16] {
-        concurrency(&rt, calls);
+    if runs("barge-in") {
+        println!("\n== barge-in");
+        barge_in(&rt, "default (barge_in_min_ms 300)", "");
+        barge_in(
+            &rt,
+            "fast (barge_in_min_ms 32, min_speech_ms 32)",
+            "barge_in_min_ms = 32\nmin_speech_ms = 32",
+        );
+    }
+    if runs("concurrency") {
+        println!("\n== concurrent full-pipeline calls (5 turns each)");
+        for calls in [1, 4, 8, 16] {
+            concurrency(&rt, calls);
+        }
     }
 }
