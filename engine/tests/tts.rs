@@ -241,9 +241,16 @@ fn hark_say_writes_a_wav_and_the_rate_setting_is_heard() {
         hark::wav::read(&out).unwrap()
     };
     let normal = run("1.0", "a.wav");
-    let slow = run("1.4", "b.wav");
+    // Piper's durations vary from run to run (noise_w): 1.4 against a 1.25
+    // threshold failed once in CI, so the gap is wide.
+    let slow = run("1.8", "b.wav");
     assert_eq!(normal.rate, SampleRate::HZ_8000);
-    assert!(slow.samples.len() as f64 > normal.samples.len() as f64 * 1.25);
+    assert!(
+        slow.samples.len() as f64 > normal.samples.len() as f64 * 1.25,
+        "{} vs {} samples",
+        slow.samples.len(),
+        normal.samples.len()
+    );
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
         .args(["say", "", "/tmp/never.wav"])
         .output()
