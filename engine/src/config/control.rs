@@ -276,8 +276,10 @@ mod tests {
         assert!(err("[store]\nurl = \"sqlite://x\"\ntenant = \"a b\"\n").contains("store.tenant"));
         assert!(err("[store]\nurl = \"sqlite://x\"\nqueue = 1\n").contains("store.queue"));
         assert!(err("[store]\nurl = \"sqlite://x\"\ncolour = 1\n").contains("colour"));
-        assert!(err("[api]\naddress = \"nowhere\"\n").contains("api.address"));
-        assert!(err("[api]\nrate_per_sec = 0\n").contains("api.rate_per_sec"));
+        let store = "[store]\nurl = \"sqlite://x\"\n";
+        assert!(err(&format!("{store}[api]\naddress = \"nowhere\"\n")).contains("api.address"));
+        assert!(err(&format!("{store}[api]\nrate_per_sec = 0\n")).contains("api.rate_per_sec"));
+        assert!(err("[api]\n").contains("add [store]"));
         assert!(err("[leads]\nphone = 500\n").contains("leads.phone"));
         assert!(err("[leads]\nkeywords = { \" \" = 5 }\n").contains("leads.keywords"));
     }

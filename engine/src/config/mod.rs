@@ -756,6 +756,13 @@ impl RawConfig {
             });
         }
 
+        if self.api.is_some() && self.store.is_none() {
+            return Err(invalid(
+                "api",
+                "the API serves what the store holds: add [store] (e.g. url = \"sqlite://hark.db\")",
+            ));
+        }
+
         Ok(Config {
             max_calls: max_calls as usize,
             drain_timeout: Duration::from_millis(drain),
