@@ -143,6 +143,7 @@ async fn seed(store: &Store, calls: usize) {
             direction: "inbound".into(),
             start_ms: at,
             answer_ms: Some(at),
+            metadata: None,
         }));
         batch.push(StoreEvent::Turn(Turn {
             call_id: id.clone(),

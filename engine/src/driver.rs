@@ -18,8 +18,7 @@ use media_core::{
     Agent, Call, CallConfig, CallId, Ears, EndReason, Event, Heard, MAX_TRANSMIT, Outcome, Record,
     Time, Turn, TurnEnd,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
@@ -68,6 +67,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub(crate) struct CallOutcome {
     pub(crate) reason: EndReason,
+    /// The conversation handed the caller off to this target.
+    pub(crate) handoff: Option<String>,
 }
 
 /// Runs one call to its end. Never panics on peer input; every way out of
@@ -75,8 +76,8 @@ pub(crate) struct CallOutcome {
 ///
 /// `read` holds bytes already read from the socket (the UUID message,
 /// read early to choose the agent).
-pub(crate) async fn drive(
-    mut stream: TcpStream,
+pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     mut setup: CallSetup,
     mut phase: watch::Receiver<Phase>,
@@ -103,6 +104,7 @@ pub(crate) async fn drive(
     }
     let mut wbuf = vec![0u8; MAX_TRANSMIT];
     let mut outcome = None;
+    let mut handoff = None;
     debug!(%peer, "connection accepted");
 
     loop {
@@ -131,6 +133,9 @@ pub(crate) async fn drive(
                     Event::Cancel(id) => voice.cancel(id),
                     Event::Record(r) => {
                         log_record(&r);
+                        if let Record::Outcome(Outcome::Transferred { target, .. }) = &r {
+                            handoff = Some(target.clone());
+                        }
                         if let Some(rec) = &mut recording {
                             rec.record(&r);
                         }
@@ -231,6 +236,7 @@ pub(crate) async fn drive(
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     CallOutcome {
         reason: outcome.unwrap_or(EndReason::Internal("call ended without a reason".into())),
+        handoff,
     }
 }
 
@@ -238,8 +244,8 @@ pub(crate) async fn drive(
 /// passes, or the peer stops. Returns the bytes read and, if that message
 /// is the UUID, the UUID (lowercase, hyphenated). Whatever happens, the
 /// bytes go on to the call, which judges them.
-pub(crate) async fn read_uuid(
-    stream: &mut TcpStream,
+pub(crate) async fn read_uuid<S: AsyncRead + Unpin>(
+    stream: &mut S,
     max_payload: usize,
     limit: Duration,
 ) -> (Vec<u8>, Option<String>) {

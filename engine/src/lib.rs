@@ -21,6 +21,7 @@
 //! - [`tts`]: speech out: Piper, an OpenAI-compatible provider, streaming.
 //! - [`llm`]: LLM providers behind one streaming interface.
 //! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
+//! - `stasis`: Stasis mode, calls driven through ARI (`ari-client`).
 //! - `tls`: the one rustls crypto provider (ring).
 //!
 //! # Concurrency
@@ -52,6 +53,7 @@ mod recording;
 mod registry;
 mod server;
 mod speaking;
+mod stasis;
 mod tls;
 
 pub use api::{OPENAPI, ROUTES};

@@ -25,6 +25,8 @@ pub(crate) struct RecordingSetup {
     pub(crate) agent: String,
     pub(crate) caller_id: Option<String>,
     pub(crate) dnis: Option<String>,
+    /// Free JSON about the call, stored with its start.
+    pub(crate) metadata: Option<String>,
     /// For lead extraction.
     pub(crate) brain: Option<Arc<Brain>>,
     pub(crate) script: Option<Script>,
@@ -71,6 +73,7 @@ impl CallRecording {
             // Asterisk answers before AudioSocket(); the UUID is the first
             // thing hark hears of the answered call.
             answer_ms: Some(epoch_ms + ms(now)),
+            metadata: setup.metadata.clone(),
         }));
         CallRecording {
             setup,

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use crate::store::Registration;
 
 /// A registration not claimed in this long is dropped from memory (the
@@ -22,6 +24,18 @@ pub(crate) struct Registry {
     /// records reach the database: the dialplan asks right after
     /// AudioSocket() returns.
     outcomes: Mutex<HashMap<String, (Outcome, Instant)>>,
+    /// Who waits for a call's media to end (Stasis sessions), by call UUID.
+    ends: Mutex<HashMap<String, oneshot::Sender<CallEnd>>>,
+}
+
+/// How a call's AudioSocket leg ended, for whoever set it up (a Stasis
+/// session tears down or hands off the Asterisk side from this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallEnd {
+    /// The conversation handed the caller off to this target.
+    pub(crate) handoff: Option<String>,
+    /// Why the leg ended, in words (for logs).
+    pub(crate) reason: String,
 }
 
 /// How a call ended, as the dialplan reads it.
@@ -59,6 +73,49 @@ impl Registry {
     pub(crate) fn outcome(&self, call_id: &str) -> Option<Outcome> {
         let m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         m.get(call_id).map(|(o, _)| o.clone())
+    }
+
+    /// Tells whoever waits on `call_id` that its media leg ended.
+    pub(crate) fn ended(&self, call_id: &str, end: CallEnd) {
+        // As for `map`: single inserts and removes only.
+        let waiter = self
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(call_id);
+        if let Some(tx) = waiter {
+            let _ = tx.send(end);
+        }
+    }
+
+    /// Registers `r` and a wait for its call's end, in that order, so the
+    /// end cannot be missed. Dropping the receiver cancels the wait.
+    pub(crate) fn insert_and_watch(&self, r: Registration) -> oneshot::Receiver<CallEnd> {
+        let (tx, rx) = oneshot::channel();
+        let id = r.call_id.clone();
+        {
+            let mut ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+            // Waits whose session went away are dropped here, so the map
+            // holds only calls being set up or running.
+            ends.retain(|_, tx| !tx.is_closed());
+            ends.insert(id, tx);
+        }
+        self.insert(r);
+        rx
+    }
+
+    /// True while `call_id`'s registration waits for its connection.
+    pub(crate) fn is_waiting(&self, call_id: &str) -> bool {
+        self.map().contains_key(call_id)
+    }
+
+    /// Forgets a registration that will not be claimed (its setup failed).
+    pub(crate) fn forget(&self, call_id: &str) {
+        self.map().remove(call_id);
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(call_id);
     }
 
     /// Claims the registration of `call_id`, if there is one.

@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use media_core::EndReason;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -34,7 +34,7 @@ use crate::config::{AgentSpec, Config, LeadRules, Listener};
 use crate::driver::{self, CallSetup};
 use crate::llm::UsageRecord;
 use crate::recording::RecordingSetup;
-use crate::registry::Registry;
+use crate::registry::{CallEnd, Registry};
 use crate::speaking::Brain;
 use crate::speech::Speech;
 use crate::store::{
@@ -118,6 +118,30 @@ pub(crate) struct Live {
     pub(crate) draining: AtomicBool,
 }
 
+impl Shared {
+    /// The index of the agent named `name`.
+    pub(crate) fn agent_index(&self, name: &str) -> Option<usize> {
+        self.agents.iter().position(|a| a.spec.name() == name)
+    }
+
+    /// The name of agent `i` (an index from `agent_index` or a listener).
+    pub(crate) fn agent_name(&self, i: usize) -> &str {
+        self.agents
+            .get(i)
+            .map(|a| a.spec.name())
+            .unwrap_or_default()
+    }
+
+    /// The tenant of calls nobody assigned.
+    pub(crate) fn default_tenant(&self) -> String {
+        self.config
+            .store
+            .as_ref()
+            .map(|s| s.tenant.clone())
+            .unwrap_or_else(|| "default".into())
+    }
+}
+
 impl Live {
     /// Calls in progress.
     pub(crate) fn active(&self) -> usize {
@@ -135,12 +159,12 @@ struct AgentEntry {
 
 /// What every accept loop shares.
 #[derive(Debug)]
-struct Shared {
-    config: Arc<Config>,
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
     speech: Option<Arc<Speech>>,
     agents: Vec<AgentEntry>,
-    live: Arc<Live>,
-    registry: Arc<Registry>,
+    pub(crate) live: Arc<Live>,
+    pub(crate) registry: Arc<Registry>,
     store: Option<Store>,
     /// A recorder to clone for each call, if a store is configured.
     recorder: Option<Recorder>,
@@ -334,6 +358,29 @@ impl Server {
             }
             _ => None,
         };
+        let stasis_task = match &shared.config.ari {
+            Some(ac) => {
+                // Bound listeners are in the order of the configuration.
+                let (agent, address) = bound
+                    .get(ac.listener)
+                    .map(|b| (b.agent, b.listener.address))
+                    .unwrap_or((0, ([127, 0, 0, 1], 0).into()));
+                match crate::stasis::Stasis::new(
+                    ac,
+                    Arc::clone(&shared),
+                    agent,
+                    address,
+                    phase_rx.clone(),
+                ) {
+                    Ok(s) => Some(tokio::spawn(s.run())),
+                    Err(e) => {
+                        warn!("stasis mode cannot start: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         for bound in bound {
             let listener = &bound.listener;
             info!(listener = %listener.name, address = %listener.address, agent = listener.agent.name(), "listening");
@@ -378,6 +425,9 @@ impl Server {
         if let Some(t) = api_task {
             let _ = t.await;
         }
+        if let Some(t) = stasis_task {
+            let _ = t.await;
+        }
         // Every call is over; the routers (and with them the usage queue)
         // go when the last reference to the agents does. A call that would
         // not end, or a lead still asking its model, must not hold up the
@@ -413,7 +463,6 @@ async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut phase: watch::Receiv
         tcp,
         agent,
     } = bound;
-    let config = &shared.config;
     loop {
         tokio::select! {
             changed = phase.changed() => {
@@ -433,35 +482,52 @@ async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut phase: watch::Receiv
                 };
                 // Frames are small and time-critical.
                 let _ = stream.set_nodelay(true);
-                let Ok(permit) = Arc::clone(&shared.live.calls).try_acquire_owned() else {
-                    shared.live.refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(listener = %listener.name, %peer, max_calls = config.max_calls, "at capacity: refusing call");
-                    tokio::spawn(refuse(stream));
-                    continue;
-                };
-                shared.live.accepted.fetch_add(1, Ordering::Relaxed);
-                let span = info_span!("call", listener = %listener.name, %peer, call_id = tracing::field::Empty);
-                let shared = Arc::clone(&shared);
-                let phase = phase.clone();
-                tokio::spawn(
-                    async move {
-                        let outcome = answer(stream, peer, &shared, agent, phase).await;
-                        drop(permit);
-                        if matches!(outcome.reason, EndReason::Internal(_)) {
-                            warn!(reason = %outcome.reason, "call ended by an internal error");
-                        }
-                    }
-                    .instrument(span),
-                );
+                start_call(stream, peer, &listener.name, &shared, agent, phase.clone());
             }
         }
     }
 }
 
+/// Runs one call on `stream` in its own task, holding a permit of the call
+/// cap; with no permit left, refuses it with an AudioSocket error frame.
+/// Returns false if it was refused.
+pub(crate) fn start_call<S>(
+    stream: S,
+    peer: SocketAddr,
+    listener: &str,
+    shared: &Arc<Shared>,
+    agent: usize,
+    phase: watch::Receiver<Phase>,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(permit) = Arc::clone(&shared.live.calls).try_acquire_owned() else {
+        shared.live.refused.fetch_add(1, Ordering::Relaxed);
+        warn!(%listener, %peer, max_calls = shared.config.max_calls, "at capacity: refusing call");
+        tokio::spawn(refuse(stream));
+        return false;
+    };
+    shared.live.accepted.fetch_add(1, Ordering::Relaxed);
+    let span = info_span!("call", %listener, %peer, call_id = tracing::field::Empty);
+    let shared = Arc::clone(shared);
+    tokio::spawn(
+        async move {
+            let outcome = answer(stream, peer, &shared, agent, phase).await;
+            drop(permit);
+            if matches!(outcome.reason, EndReason::Internal(_)) {
+                warn!(reason = %outcome.reason, "call ended by an internal error");
+            }
+        }
+        .instrument(span),
+    );
+    true
+}
+
 /// Reads the call's UUID, picks its agent (a registration's, else the
 /// listener's) and runs the call.
-async fn answer(
-    mut stream: TcpStream,
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     shared: &Shared,
     listener_agent: usize,
@@ -504,6 +570,7 @@ async fn answer(
             agent: spec.name().to_string(),
             caller_id: registration.as_ref().and_then(|r| r.caller_id.clone()),
             dnis: registration.as_ref().and_then(|r| r.dnis.clone()),
+            metadata: registration.as_ref().and_then(|r| r.metadata.clone()),
             brain: agent.brain.clone(),
             script: voice.map(|v| v.chat.script.clone()),
             has_providers: voice.is_some_and(|v| !v.chat.providers.is_empty()),
@@ -511,6 +578,7 @@ async fn answer(
             registry: Arc::clone(&shared.registry),
         }
     });
+    let uuid_for_end = uuid.clone();
     let setup = CallSetup {
         call_config: config.call.clone(),
         agent: spec.build(),
@@ -521,7 +589,17 @@ async fn answer(
         max_payload: config.max_payload,
         recording,
     };
-    driver::drive(stream, peer, setup, phase, read).await
+    let outcome = driver::drive(stream, peer, setup, phase, read).await;
+    if let Some(id) = uuid_for_end {
+        shared.registry.ended(
+            &id,
+            CallEnd {
+                handoff: outcome.handoff.clone(),
+                reason: outcome.reason.to_string(),
+            },
+        );
+    }
+    outcome
 }
 
 /// The registration of `call_id`: from memory, else (a restart, another
@@ -593,7 +671,7 @@ async fn record_usage(mut usage: mpsc::Receiver<UsageRecord>, mut recorder: Opti
 }
 
 /// Tells an over-capacity caller no: an AudioSocket error frame, then close.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse<S: AsyncWrite + Unpin>(mut stream: S) {
     let frame = [0xff, 0x00, 0x01, ERROR_AT_CAPACITY];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(&frame).await?;

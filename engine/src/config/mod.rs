@@ -17,11 +17,13 @@ use serde::Deserialize;
 use crate::llm::{Policy, Price, RouterConfig, Script, ScriptQuestion, TokenBudget};
 
 mod control;
+mod stasis;
 mod voice;
 
 use crate::stt::{HttpTranscriberConfig, WhisperConfig};
 use crate::tts::HttpSynthesizerConfig;
 pub use control::{ApiConfig, LeadRules, StoreConfig};
+pub use stasis::{StasisConfig, StasisMedia};
 pub use voice::{VoiceAgent, voice_endpointing};
 
 /// Why a configuration could not be loaded.
@@ -87,6 +89,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// How leads are scored.
     pub leads: LeadRules,
+    /// Stasis mode, if `[ari]` is configured.
+    pub ari: Option<StasisConfig>,
 }
 
 /// An LLM provider from `[provider.NAME]`.
@@ -361,6 +365,7 @@ struct RawConfig {
     api: Option<control::RawApi>,
     #[serde(default)]
     leads: control::RawLeads,
+    ari: Option<stasis::RawStasis>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -768,13 +773,14 @@ impl RawConfig {
             drain_timeout: Duration::from_millis(drain),
             max_payload,
             call,
-            listeners,
             speech,
             providers,
             chats,
             store: self.store.map(|s| s.validate(base)).transpose()?,
             api: self.api.map(|a| a.validate()).transpose()?,
             leads: self.leads.validate()?,
+            ari: self.ari.map(|a| a.validate(&listeners, base)).transpose()?,
+            listeners,
         })
     }
 

@@ -57,6 +57,10 @@ pub struct CallStart {
     pub start_ms: i64,
     /// When the call was answered (the first audio frame).
     pub answer_ms: Option<i64>,
+    /// Free JSON about the call (for Stasis calls: the ARI channel and its
+    /// variables). A registered row keeps its own.
+    #[serde(default)]
+    pub metadata: Option<String>,
 }
 
 /// A transcript segment. Key: (`call_id`, `seq`).

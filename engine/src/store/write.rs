@@ -75,13 +75,14 @@ async fn apply(
         StoreEvent::CallStarted(c) => {
             let keep = |col: &str| format!("{col} = COALESCE({col}, {})", d.new_value(col));
             query(format!(
-                "INSERT INTO calls (id, tenant_id, agent, caller_id, dnis, direction, created_ms, start_ms, answer_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){}{}, {}, {}, {}",
+                "INSERT INTO calls (id, tenant_id, agent, caller_id, dnis, direction, created_ms, start_ms, answer_ms, metadata) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}{}, {}, {}, {}, {}",
                 d.on_duplicate("id"),
                 keep("caller_id"),
                 keep("dnis"),
                 keep("start_ms"),
                 keep("answer_ms"),
+                keep("metadata"),
             ))
             .bind(c.call_id.clone())
             .bind(c.tenant.clone())
@@ -92,6 +93,7 @@ async fn apply(
             .bind(c.start_ms)
             .bind(c.start_ms)
             .bind(c.answer_ms)
+            .bind(c.metadata.clone())
         }
         StoreEvent::CallEnded(c) => {
             let set = |col: &str| format!("{col} = {}", d.new_value(col));

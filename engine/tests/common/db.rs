@@ -209,6 +209,7 @@ pub fn call_events(
         direction: "inbound".into(),
         start_ms: at,
         answer_ms: Some(at + 5),
+        metadata: None,
     })];
     for seq in 0..segments {
         ev.push(StoreEvent::Segment(Segment {
