@@ -441,6 +441,31 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         ),
         None => println!("  store: none (records are only logged)"),
     }
+    if let Some(ari) = &config.ari {
+        let listener = &config.listeners[ari.listener];
+        let media = match ari.media {
+            hark::config::StasisMedia::AudioSocket => format!(
+                "AudioSocket to {}",
+                ari.media_host
+                    .clone()
+                    .unwrap_or_else(|| listener.address.to_string())
+            ),
+            hark::config::StasisMedia::Rtp => format!(
+                "RTP/ulaw on {} ports {}-{}",
+                ari.rtp_address, ari.rtp_ports.0, ari.rtp_ports.1
+            ),
+        };
+        println!(
+            "  ari {} as {:?}, app {:?}: default agent {:?}, media {media}, hand-off to {},{},{}",
+            redact_url(&ari.url),
+            ari.username,
+            ari.app,
+            listener.agent.name(),
+            ari.handoff_context,
+            ari.handoff_extension,
+            ari.handoff_priority
+        );
+    }
     if let Some(api) = &config.api {
         println!(
             "  api on http://{} (body up to {} bytes, {} requests/s per token, burst {})",

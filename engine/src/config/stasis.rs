@@ -243,3 +243,105 @@ impl StasisConfig {
         SocketAddr::new(self.rtp_address, port)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use crate::config::StasisMedia;
+
+    const LISTENERS: &str = "[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:9092\"\nagent = \"e\"\n\
+        [[listener]]\nname = \"any\"\naddress = \"0.0.0.0:9093\"\nagent = \"e\"\n\
+        [agent.e]\nkind = \"echo\"\n";
+
+    fn parse(ari: &str) -> Result<Config, String> {
+        Config::parse(&format!("{LISTENERS}[ari]\n{ari}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_first_listener() {
+        let c = parse("username = \"hark\"\npassword = \"pw\"\n").unwrap();
+        let a = c.ari.unwrap();
+        assert_eq!(a.url, "http://127.0.0.1:8088/ari");
+        assert_eq!((a.app.as_str(), a.listener), ("hark", 0));
+        assert_eq!(a.media, StasisMedia::AudioSocket);
+        assert_eq!(a.media_host, None);
+        assert_eq!(a.password.expose(), "pw");
+        assert!(
+            !format!("{a:?}").contains("pw\""),
+            "password stays out of Debug"
+        );
+        assert_eq!(
+            (
+                a.handoff_context.as_str(),
+                a.handoff_extension.as_str(),
+                a.handoff_priority
+            ),
+            ("hark-handoff", "s", 1)
+        );
+        let r = parse(
+            "username = \"u\"\npassword = \"p\"\nmedia = \"rtp\"\nrtp_ports = [50000, 50010]\n",
+        )
+        .unwrap();
+        let r = r.ari.unwrap();
+        assert_eq!((r.media, r.rtp_ports), (StasisMedia::Rtp, (50000, 50010)));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("username = \"u\"\n", "ari.password"),
+            (
+                "username = \"u\"\npassword = \"p\"\npassword_env = \"X\"\n",
+                "ari.password",
+            ),
+            (
+                "username = \"u\"\npassword_env = \"HARK_TEST_UNSET_VARIABLE\"\n",
+                "ari.password_env",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nurl = \"ftp://x/ari\"\n",
+                "ari.url",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\napp = \"a,b\"\n",
+                "ari.app",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nlistener = \"nope\"\n",
+                "ari.listener",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nmedia = \"websocket\"\n",
+                "ari.media",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nlistener = \"any\"\n",
+                "ari.media_host",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nmedia_host = \"nohost\"\n",
+                "ari.media_host",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nrtp_ports = [2000, 1000]\n",
+                "ari.rtp_ports",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nrtp_address = \"x\"\n",
+                "ari.rtp_address",
+            ),
+            (
+                "username = \"u\"\npassword = \"p\"\nsetup_timeout_ms = 1\n",
+                "ari.setup_timeout_ms",
+            ),
+            ("username = \"u\"\npassword = \"p\"\ncolour = 1\n", "colour"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).expect_err(text);
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+        // A listener on 0.0.0.0 is fine with media_host, or with RTP.
+        parse("username = \"u\"\npassword = \"p\"\nlistener = \"any\"\nmedia_host = \"10.0.0.5:9093\"\n").unwrap();
+        parse("username = \"u\"\npassword = \"p\"\nlistener = \"any\"\nmedia = \"rtp\"\n").unwrap();
+    }
+}
