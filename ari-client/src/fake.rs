@@ -495,8 +495,12 @@ async fn accept(
 // tungstenite's handshake callback returns its own (large) error response.
 #[allow(clippy::result_large_err)]
 async fn websocket(stream: TcpStream, shared: Arc<Shared>) {
+    // The socket joins the broadcast list inside the handshake, before the
+    // 101 goes out, as Asterisk subscribes the application before it
+    // answers: an event sent once the client is connected reaches it.
+    let (tx, mut rx) = mpsc::channel(1024);
     let check = |req: &WsRequest, resp| {
-        let inner = shared.lock();
+        let mut inner = shared.lock();
         let auth = req
             .headers()
             .get("authorization")
@@ -515,7 +519,11 @@ async fn websocket(stream: TcpStream, shared: Arc<Shared>) {
             None
         };
         match status {
-            None => Ok(resp),
+            None => {
+                inner.sockets.push(tx);
+                inner.ws_connects.push(Instant::now());
+                Ok(resp)
+            }
             Some(code) => {
                 let mut r = ErrorResponse::new(Some("refused".into()));
                 *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
@@ -526,12 +534,6 @@ async fn websocket(stream: TcpStream, shared: Arc<Shared>) {
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, check).await else {
         return;
     };
-    let (tx, mut rx) = mpsc::channel(1024);
-    {
-        let mut inner = shared.lock();
-        inner.sockets.push(tx);
-        inner.ws_connects.push(Instant::now());
-    }
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {

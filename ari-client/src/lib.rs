@@ -37,24 +37,38 @@
 //! - `rest`: the REST client.
 //! - `stream`: the events websocket with reconnect.
 //! - `error`: REST errors.
-//! - [`fake`] (feature `fake`): a scripted fake Asterisk for tests.
+//! - `fake` (feature `fake`): a scripted fake Asterisk for tests.
+//!
+//! # Features
+//! - `client` (default): the REST client and the events websocket. Without
+//!   it the crate is only the models and [`Event::parse`], with no I/O
+//!   dependencies.
+//! - `fake`: the fake Asterisk.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "client")]
 mod config;
+#[cfg(feature = "client")]
 mod error;
 mod event;
 mod model;
+#[cfg(feature = "client")]
 mod rest;
+#[cfg(feature = "client")]
 mod stream;
 
 #[cfg(feature = "fake")]
 pub mod fake;
 
+#[cfg(feature = "client")]
 pub use config::AriConfig;
+#[cfg(feature = "client")]
 pub use error::AriError;
 pub use event::{Event, EventError, Meta};
 pub use model::{
     Bridge, CallerId, Channel, DialplanLocation, Encapsulation, ExternalMedia, Playback, Variable,
 };
+#[cfg(feature = "client")]
 pub use rest::{Client, DialplanTarget};
+#[cfg(feature = "client")]
 pub use stream::{Delivery, Events, Reconnect};

@@ -18,10 +18,9 @@
 // A benchmark's setup may panic: a broken rig must stop the run loudly.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,9 +44,7 @@ const PROMPTS: [&str; 10] = [
     "conf-onlyperson",
 ];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use hark_benches::root;
 
 fn prompt(name: &str) -> Vec<i16> {
     let path = PathBuf::from("/usr/share/asterisk/sounds/en").join(format!("{name}.wav"));
@@ -80,15 +77,6 @@ struct Daemon {
 
 impl Daemon {
     fn start(voice: &str, questions: usize, greeting: &str) -> Daemon {
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root().join("target"));
-        let bin = target.join("release/hark");
-        assert!(
-            bin.exists(),
-            "{} is missing: run benches/run-voice",
-            bin.display()
-        );
         let questions: Vec<String> = (1..=questions)
             .map(|i| format!("{{ slot = \"q{i}\", ask = \"Thanks. And the next one, please?\" }}"))
             .collect();
@@ -114,38 +102,12 @@ silence_timeout_ms = 60000
             models = root().join("models").display(),
             questions = questions.join(", ")
         );
-        let dir = std::env::temp_dir().join(format!("hark-voice-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("hark.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(bin)
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env("HARK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening") {
-                    let _ = tx.send(line.clone());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        let address = line
-            .split("address=")
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (child, address, dir) =
+            hark_benches::serve_release("voice", "benches/run-voice", &config, move |line| {
+                sink.lock().unwrap().push(line.to_string())
+            });
         Daemon {
             child,
             address,
