@@ -288,6 +288,26 @@ fn the_caller_hanging_up_first_ends_the_media_leg_and_the_bridge() {
 
 #[test]
 fn a_handoff_continues_the_caller_in_the_dialplan_with_the_target() {
+    let ch = handoff("");
+    assert!(!ch.in_stasis, "left the application");
+    let to = ch.continued_to.expect("continued");
+    assert_eq!(
+        (to.context.as_str(), to.exten.as_str(), to.priority),
+        ("hark-handoff", "s", 1)
+    );
+    assert!(ch.redirected_to.is_none());
+}
+
+#[test]
+fn a_handoff_can_redirect_the_caller_to_an_endpoint_instead() {
+    let ch = handoff("handoff_redirect = \"PJSIP/{target}\"");
+    assert_eq!(ch.redirected_to.as_deref(), Some("PJSIP/sales-queue"));
+    assert!(ch.continued_to.is_none());
+}
+
+/// A voice agent hands off on DTMF 0: the media leg ends with 0x00 and
+/// the bridge and media channel go. Returns the caller's channel after.
+fn handoff(extra_ari: &str) -> ari_client::fake::FakeChannel {
     let rt = runtime();
     let fake = rt.block_on(FakeAri::start("hark", "hark", "pw")).unwrap();
     let agents = format!(
@@ -315,7 +335,7 @@ handoff_phrase = "One moment."
 "#,
         models = root().join("models").display()
     );
-    let _daemon = start(&fake, &agents, "");
+    let _daemon = start(&fake, &agents, extra_ari);
     rt.block_on(async {
         let mut caller = Caller::talking(0);
         caller.audio = vec![0; RATE.samples_in(Duration::from_millis(1500))];
@@ -336,12 +356,6 @@ handoff_phrase = "One moment."
             fake.bridges()
         );
         let ch = fake.channel(&id).expect("the caller is still up");
-        assert!(!ch.in_stasis, "left the application");
-        let to = ch.continued_to.expect("continued");
-        assert_eq!(
-            (to.context.as_str(), to.exten.as_str(), to.priority),
-            ("hark-handoff", "s", 1)
-        );
         assert_eq!(
             ch.vars.get("HARK_HANDOFF_TARGET").map(String::as_str),
             Some("sales-queue")
@@ -350,7 +364,8 @@ handoff_phrase = "One moment."
             ch.vars.get("HARK_OUTCOME").map(String::as_str),
             Some("transferred")
         );
-    });
+        ch
+    })
 }
 
 #[test]

@@ -50,6 +50,10 @@ pub struct StasisConfig {
     pub handoff_extension: String,
     /// Its priority.
     pub handoff_priority: i64,
+    /// Instead of continuing in the dialplan, redirect the caller to this
+    /// endpoint (`{target}` is replaced by the agent's hand-off target),
+    /// e.g. `PJSIP/{target}`.
+    pub handoff_redirect: Option<String>,
     /// The media leg must connect within this after the channel is
     /// answered, or the call is torn down.
     pub setup_timeout: Duration,
@@ -85,6 +89,8 @@ pub(super) struct RawStasis {
     handoff_extension: Option<String>,
     /// Default 1.
     handoff_priority: Option<i64>,
+    /// Default none: continue in the dialplan.
+    handoff_redirect: Option<String>,
     /// Default 5000 ms: Asterisk connects its media leg in milliseconds;
     /// five seconds is a broken path, not a slow one.
     setup_timeout_ms: Option<u64>,
@@ -208,6 +214,14 @@ impl RawStasis {
                 ));
             }
         };
+        if let Some(r) = &self.handoff_redirect
+            && (r.trim().is_empty() || !r.contains('/'))
+        {
+            return Err(invalid(
+                "ari.handoff_redirect",
+                format!("{r:?} is not an endpoint such as \"PJSIP/{{target}}\""),
+            ));
+        }
         let setup = self.setup_timeout_ms.unwrap_or(5000);
         if !(100..=60_000).contains(&setup) {
             return Err(invalid("ari.setup_timeout_ms", "must be 100..=60000"));
@@ -231,6 +245,7 @@ impl RawStasis {
                 .unwrap_or_else(|| "hark-handoff".into()),
             handoff_extension: self.handoff_extension.unwrap_or_else(|| "s".into()),
             handoff_priority: self.handoff_priority.unwrap_or(1),
+            handoff_redirect: self.handoff_redirect,
             setup_timeout: Duration::from_millis(setup),
             events_queue,
         })
@@ -335,6 +350,10 @@ mod tests {
                 "ari.setup_timeout_ms",
             ),
             ("username = \"u\"\npassword = \"p\"\ncolour = 1\n", "colour"),
+            (
+                "username = \"u\"\npassword = \"p\"\nhandoff_redirect = \"x\"\n",
+                "ari.handoff_redirect",
+            ),
         ];
         for (text, key) in cases {
             let e = parse(text).expect_err(text);

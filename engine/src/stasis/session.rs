@@ -288,7 +288,7 @@ impl Session {
                 handoff: Some(target),
                 ..
             })) => {
-                info!(%target, context = %cfg.handoff_context, "handing the caller off in the dialplan");
+                info!(%target, context = %cfg.handoff_context, redirect = ?cfg.handoff_redirect, "handing the caller off");
                 let _ = retry("set HARK_HANDOFF_TARGET", || {
                     client.set_variable(&caller, "HARK_HANDOFF_TARGET", target)
                 })
@@ -303,17 +303,25 @@ impl Session {
                     client.remove_channel(&bridge, &caller)
                 })
                 .await;
-                let target = DialplanTarget {
-                    context: cfg.handoff_context.clone(),
-                    extension: cfg.handoff_extension.clone(),
-                    priority: Some(cfg.handoff_priority),
-                    label: None,
+                let sent = match &cfg.handoff_redirect {
+                    Some(template) => {
+                        let endpoint = template.replace("{target}", target);
+                        retry("redirect caller", || client.redirect(&caller, &endpoint)).await
+                    }
+                    None => {
+                        let to = DialplanTarget {
+                            context: cfg.handoff_context.clone(),
+                            extension: cfg.handoff_extension.clone(),
+                            priority: Some(cfg.handoff_priority),
+                            label: None,
+                        };
+                        retry("continue caller", || {
+                            client.continue_in_dialplan(&caller, &to)
+                        })
+                        .await
+                    }
                 };
-                if !retry("continue caller", || {
-                    client.continue_in_dialplan(&caller, &target)
-                })
-                .await
-                {
+                if !sent {
                     // It could not go on: do not leave it in silence.
                     let _ = retry("hang up caller", || client.hangup(&caller, "normal")).await;
                 }
