@@ -1,0 +1,14 @@
+//! hark's SIP endpoint: lets an SBC or Asterisk's `Dial(PJSIP/...)` reach
+//! hark directly over SIP and RTP.
+//!
+//! Work in progress. What is here is pure (no I/O, no clock), like
+//! `media-core`:
+//! - [`sdp`]: session descriptions parsed and written, and the offer/answer
+//!   choice among PCMU, PCMA, Opus and telephone-event (RFC 3264, RFC 4733),
+//!   including hold (sendonly, inactive, `c=0.0.0.0`).
+//!
+//! # Layout
+//! - `sdp`: parse, negotiate, answer.
+#![forbid(unsafe_code)]
+
+pub mod sdp;
