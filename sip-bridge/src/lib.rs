@@ -6,9 +6,13 @@
 //! - [`sdp`]: session descriptions parsed and written, and the offer/answer
 //!   choice among PCMU, PCMA, Opus and telephone-event (RFC 3264, RFC 4733),
 //!   including hold (sendonly, inactive, `c=0.0.0.0`).
+//! - [`jitter`]: the adaptive jitter buffer: reordering, loss, duplicates,
+//!   late packets, the 16-bit sequence wrap, depth from RFC 3550 jitter.
 //!
 //! # Layout
 //! - `sdp`: parse, negotiate, answer.
+//! - `jitter`: one RTP stream's frames, in order, one per interval.
 #![forbid(unsafe_code)]
 
+pub mod jitter;
 pub mod sdp;
