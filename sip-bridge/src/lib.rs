@@ -8,6 +8,8 @@
 //!   including hold (sendonly, inactive, `c=0.0.0.0`).
 //! - [`jitter`]: the adaptive jitter buffer: reordering, loss, duplicates,
 //!   late packets, the 16-bit sequence wrap, depth from RFC 3550 jitter.
+//! - [`rtp`]: RTP packets through webrtc-rs `rtp` behind our own types, the
+//!   sending side's sequence and timestamp, RFC 4733 DTMF.
 //! - [`transaction`]: INVITE and non-INVITE server transactions over UDP
 //!   with RFC 3261 timers (G, H, I, J, and RFC 6026's L), and the 2xx
 //!   retransmission of the UAS core.
@@ -15,9 +17,11 @@
 //! # Layout
 //! - `sdp`: parse, negotiate, answer.
 //! - `jitter`: one RTP stream's frames, in order, one per interval.
+//! - `rtp`: packets in and out, telephone-events.
 //! - `transaction`: server transactions and their timers.
 #![forbid(unsafe_code)]
 
 pub mod jitter;
+pub mod rtp;
 pub mod sdp;
 pub mod transaction;
