@@ -8,6 +8,9 @@
 //!   including hold (sendonly, inactive, `c=0.0.0.0`).
 //! - [`jitter`]: the adaptive jitter buffer: reordering, loss, duplicates,
 //!   late packets, the 16-bit sequence wrap, depth from RFC 3550 jitter.
+//! - [`message`]: SIP messages parsed by rsip into our own types (compact
+//!   headers, required headers, CSeq and Content-Length checked), and
+//!   responses written as RFC 3261 §8.2.6 says.
 //! - [`rtp`]: RTP packets through webrtc-rs `rtp` behind our own types, the
 //!   sending side's sequence and timestamp, RFC 4733 DTMF.
 //! - [`transaction`]: INVITE and non-INVITE server transactions over UDP
@@ -17,11 +20,13 @@
 //! # Layout
 //! - `sdp`: parse, negotiate, answer.
 //! - `jitter`: one RTP stream's frames, in order, one per interval.
+//! - `message`: SIP requests and responses.
 //! - `rtp`: packets in and out, telephone-events.
 //! - `transaction`: server transactions and their timers.
 #![forbid(unsafe_code)]
 
 pub mod jitter;
+pub mod message;
 pub mod rtp;
 pub mod sdp;
 pub mod transaction;
