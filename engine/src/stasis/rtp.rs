@@ -103,6 +103,10 @@ pub(super) struct RtpPacket<'a> {
 
 /// Reads an RTP packet (RFC 3550 §5.1): version 2, CSRCs, header extension
 /// and padding skipped. `None` for anything else.
+///
+/// `sip_bridge::rtp::parse` does the same through the webrtc-rs crate, but
+/// copies each payload into a new buffer; this leg runs per 20 ms packet
+/// and borrows instead.
 pub(super) fn parse(buf: &[u8]) -> Option<RtpPacket<'_>> {
     if buf.len() < RTP_HEADER || buf[0] & 0xc0 != RTP_VERSION {
         return None;
@@ -159,7 +163,7 @@ async fn pump(
     let mut remote: Option<SocketAddr> = None;
     let decoder = Decoder::new(max_payload);
     let mut datagram = vec![0u8; MAX_DATAGRAM];
-    let mut samples = vec![0i16; MAX_DATAGRAM];
+    let mut pcm: Vec<u8> = Vec::with_capacity(MAX_DATAGRAM * 2);
     let mut from_driver: Vec<u8> = Vec::with_capacity(8192);
     let mut packet = vec![0u8; RTP_HEADER + max_payload];
     loop {
@@ -179,11 +183,11 @@ async fn pump(
                     debug!(%from, "RTP from a new address: replying there");
                     remote = Some(from);
                 }
-                let count = p.payload.len().min(samples.len());
-                g711::decode_ulaw(&p.payload[..count], &mut samples[..count]);
-                let mut pcm = Vec::with_capacity(count * 2);
-                for s in &samples[..count] {
-                    pcm.extend_from_slice(&s.to_le_bytes());
+                // One buffer for the whole call: nothing is allocated per
+                // packet.
+                pcm.clear();
+                for &b in p.payload {
+                    pcm.extend_from_slice(&g711::ulaw_to_linear(b).to_le_bytes());
                 }
                 let msg = Message::Audio { rate: media_core::SampleRate::HZ_8000, pcm: &pcm };
                 let Ok(len) = audiosocket::encode(&msg, &mut frame) else { continue };
