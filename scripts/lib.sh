@@ -6,7 +6,9 @@
 #   asterisk-core-sounds-en-wav: real recorded prompts for the STT tests
 #   espeak-ng: phonemes for Piper TTS (run as a program, never linked: GPL-3+)
 #   procps: `kill` for the shutdown tests; libc-bin: `getconf` for loadgen
-HARK_APT_PACKAGES=(cmake clang libclang-dev pkg-config asterisk-core-sounds-en-wav espeak-ng procps libc-bin)
+#   libopus-dev: Opus for SIP calls (audiopus); baresip-core: the real SIP UA
+#   of the SIP interop test
+HARK_APT_PACKAGES=(cmake clang libclang-dev pkg-config asterisk-core-sounds-en-wav espeak-ng procps libc-bin libopus-dev baresip-core)
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -30,3 +30,4 @@ pub mod message;
 pub mod rtp;
 pub mod sdp;
 pub mod transaction;
+pub mod uas;

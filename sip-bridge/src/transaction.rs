@@ -18,6 +18,8 @@
 //!   the core's job ([`OkRetransmit`]).
 //! - Other requests: the final response is resent for each retransmitted
 //!   request until 64·T1 (Timer J).
+//! - hark's own BYE (a client transaction): resent at T1 doubling to T2
+//!   (Timer E) until a final response, given up after 64·T1 (Timer F).
 
 use std::time::Duration;
 
@@ -320,6 +322,83 @@ impl OkRetransmit {
     }
 }
 
+/// One non-INVITE client transaction over UDP (RFC 3261 §17.1.2): hark's
+/// own BYE. The request is resent at T1, doubling to T2 (Timer E), until a
+/// final response; no final response in 64·T1 (Timer F) is a timeout.
+#[derive(Debug)]
+pub struct NonInviteClient {
+    bytes: Vec<u8>,
+    next: Option<(Time, Duration)>,
+    give_up: Time,
+    resend: bool,
+    outcome: Option<Result<u16, TimedOut>>,
+}
+
+/// No final response within 64·T1 (Timer F).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl NonInviteClient {
+    /// The request `bytes` was sent (once, by the caller) at `now`.
+    pub fn new(now: Time, bytes: Vec<u8>) -> NonInviteClient {
+        NonInviteClient {
+            bytes,
+            next: Some((now + T1, T1)),
+            give_up: now + T1 * 64,
+            resend: false,
+            outcome: None,
+        }
+    }
+
+    /// A response arrived. A provisional one moves Timer E to T2 (§17.1.2.2).
+    pub fn handle_response(&mut self, now: Time, status: u16) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if status >= 200 {
+            self.outcome = Some(Ok(status));
+            self.next = None;
+            self.resend = false;
+        } else if let Some((_, _)) = self.next {
+            self.next = Some((now + T2, T2));
+        }
+    }
+
+    /// A deadline passed.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let Some((at, interval)) = self.next else {
+            return;
+        };
+        if now >= self.give_up {
+            self.next = None;
+            self.outcome = Some(Err(TimedOut));
+            return;
+        }
+        if now >= at {
+            self.resend = true;
+            let next = (interval * 2).min(T2);
+            self.next = Some((at + next, next));
+        }
+    }
+
+    /// The final status, or the timeout, once there is one.
+    pub fn outcome(&self) -> Option<Result<u16, TimedOut>> {
+        self.outcome
+    }
+
+    /// Bytes to send again, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        std::mem::take(&mut self.resend).then(|| self.bytes.clone())
+    }
+
+    /// The next deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.next.map(|(t, _)| t.min(self.give_up))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,5 +540,30 @@ mod tests {
         assert_eq!(ok.poll_timeout(), None);
         ok.handle_timeout(ms(40_000));
         assert!(!ok.timed_out());
+    }
+
+    #[test]
+    fn our_bye_is_resent_on_timer_e_until_answered_or_timer_f() {
+        let mut t = NonInviteClient::new(ms(0), b"BYE".to_vec());
+        t.handle_timeout(ms(500));
+        assert_eq!(t.poll_transmit().as_deref(), Some(&b"BYE"[..]));
+        assert_eq!(t.poll_timeout(), Some(ms(1500)));
+        t.handle_response(ms(600), 200);
+        assert_eq!(t.outcome(), Some(Ok(200)));
+        assert_eq!(t.poll_timeout(), None);
+
+        let mut t = NonInviteClient::new(ms(0), b"BYE".to_vec());
+        let sent = {
+            let t = std::cell::RefCell::new(&mut t);
+            resends(
+                |now| t.borrow_mut().handle_timeout(now),
+                || t.borrow_mut().poll_transmit(),
+                || t.borrow().poll_timeout(),
+                60_000,
+            )
+        };
+        assert_eq!(&sent[..4], [500, 1500, 3500, 7500]);
+        assert_eq!(t.outcome(), Some(Err(TimedOut)));
+        assert!(sent.iter().all(|&s| s < 32_000));
     }
 }
