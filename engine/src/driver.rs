@@ -250,7 +250,7 @@ pub(crate) async fn read_uuid<S: AsyncRead + Unpin>(
     limit: Duration,
 ) -> (Vec<u8>, Option<String>) {
     let decoder = Decoder::new(max_payload);
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(4096);
     let deadline = Instant::now() + limit;
     loop {
         match decoder.decode(&buf) {

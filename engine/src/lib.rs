@@ -21,6 +21,7 @@
 //! - [`tts`]: speech out: Piper, an OpenAI-compatible provider, streaming.
 //! - [`llm`]: LLM providers behind one streaming interface.
 //! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
+//! - `sip`: SIP mode, hark as a SIP endpoint (`sip-bridge`).
 //! - `stasis`: Stasis mode, calls driven through ARI (`ari-client`).
 //! - `tls`: the one rustls crypto provider (ring).
 //!
@@ -52,6 +53,7 @@ pub mod leads;
 mod recording;
 mod registry;
 mod server;
+mod sip;
 mod speaking;
 mod stasis;
 mod tls;

@@ -180,6 +180,8 @@ pub struct Server {
     usage: mpsc::Receiver<UsageRecord>,
     writer: Option<WriterHandle>,
     api: Option<TcpListener>,
+    /// The `[sip]` socket, bound at start-up.
+    sip: Option<tokio::net::UdpSocket>,
 }
 
 /// One listening socket and the agent its calls get by default.
@@ -277,6 +279,17 @@ impl Server {
                 Some(_) => return Err(ServeError::ApiWithoutStore),
                 None => None,
             };
+        let sip =
+            match &config.sip {
+                Some(sc) => Some(tokio::net::UdpSocket::bind(sc.listen).await.map_err(
+                    |source| ServeError::Bind {
+                        name: "sip".into(),
+                        address: sc.listen,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         let max = config.max_calls;
         let live = Arc::new(Live {
             calls: Arc::new(Semaphore::new(max)),
@@ -302,6 +315,7 @@ impl Server {
             usage,
             writer,
             api,
+            sip,
         })
     }
 
@@ -311,6 +325,11 @@ impl Server {
             .iter()
             .map(|b| (b.listener.name.clone(), b.listener.address))
             .collect()
+    }
+
+    /// Where SIP is read, if `[sip]` is configured.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// Where the API listens, if it is enabled.
@@ -326,6 +345,7 @@ impl Server {
             usage,
             writer,
             api,
+            sip,
         } = self;
         let max = shared.config.max_calls;
         let live = Arc::clone(&shared.live);
@@ -381,6 +401,15 @@ impl Server {
             }
             None => None,
         };
+        let sip_task = match (sip, &shared.config.sip) {
+            (Some(socket), Some(sc)) => {
+                let agent = bound.get(sc.listener).map_or(0, |b| b.agent);
+                let sip =
+                    crate::sip::Sip::new(sc, socket, Arc::clone(&shared), agent, phase_rx.clone());
+                Some(tokio::spawn(sip.run()))
+            }
+            _ => None,
+        };
         for bound in bound {
             let listener = &bound.listener;
             info!(listener = %listener.name, address = %listener.address, agent = listener.agent.name(), "listening");
@@ -426,6 +455,9 @@ impl Server {
             let _ = t.await;
         }
         if let Some(t) = stasis_task {
+            let _ = t.await;
+        }
+        if let Some(t) = sip_task {
             let _ = t.await;
         }
         // Every call is over; the routers (and with them the usage queue)

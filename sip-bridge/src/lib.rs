@@ -25,6 +25,7 @@
 //! - `transaction`: server transactions and their timers.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod jitter;
 pub mod message;
 pub mod rtp;

@@ -7,8 +7,9 @@
 //! which line and why.
 //!
 //! [`negotiate`] picks the first codec in our preference order that the
-//! offer's first audio stream carries, plus telephone-event at the codec's
-//! clock rate if offered, and the direction to answer with. [`answer`]
+//! offer's first audio stream carries, plus telephone-event (at the codec's
+//! clock rate if offered, as RFC 4733 §2.1 asks, else at 8 kHz, which is
+//! all many UAs offer beside Opus), and the direction to answer with. [`answer`]
 //! writes the SDP answer for that choice.
 
 use std::fmt::Write as _;
@@ -209,8 +210,10 @@ pub struct Negotiated {
     pub codec: Codec,
     /// Its payload type (the offerer's number for it).
     pub payload_type: u8,
-    /// The telephone-event payload type at the codec's clock, if offered.
+    /// The telephone-event payload type, if offered.
     pub telephone_event: Option<u8>,
+    /// Its clock rate: the codec's when offered so, else 8,000.
+    pub telephone_event_rate: u32,
     /// Where the offerer wants RTP. An unspecified address (`0.0.0.0`)
     /// means hold: send nothing.
     pub remote: SocketAddr,
@@ -462,11 +465,17 @@ pub fn negotiate(
             .collect();
         return Err(NegotiationError::NoCommonCodec(offered.join(", ")));
     };
-    let telephone_event = media.formats.iter().copied().find(|&pt| {
-        media
-            .encoding(pt)
-            .is_some_and(|(n, r)| n == "telephone-event" && r == codec.clock_rate())
-    });
+    let event_at = |rate: u32| {
+        media.formats.iter().copied().find(|&pt| {
+            media
+                .encoding(pt)
+                .is_some_and(|(n, r)| n == "telephone-event" && r == rate)
+        })
+    };
+    let (telephone_event, telephone_event_rate) = match event_at(codec.clock_rate()) {
+        Some(pt) => (Some(pt), codec.clock_rate()),
+        None => (event_at(8_000), 8_000),
+    };
     let ip = media
         .connection
         .or(offer.connection)
@@ -475,6 +484,7 @@ pub fn negotiate(
         codec,
         payload_type,
         telephone_event,
+        telephone_event_rate,
         remote: SocketAddr::new(ip, media.port),
         direction: media.direction.answer(),
         ptime: media.ptime.unwrap_or(20),
@@ -530,7 +540,7 @@ pub fn answer(n: &Negotiated, local: SocketAddr, session_id: u64, version: u64) 
             let _ = write!(
                 s,
                 "a=rtpmap:{te} telephone-event/{}\r\n",
-                n.codec.clock_rate()
+                n.telephone_event_rate
             );
             let _ = write!(s, "a=fmtp:{te} 0-16\r\n");
         }
@@ -605,7 +615,8 @@ a=sendrecv\r\n";
                     "a=rtpmap:107 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
                 ),
                 &opus_first,
-                Some((Codec::Opus, 107, None)),
+                // Only 8 kHz events beside Opus: taken (baresip, older phones).
+                Some((Codec::Opus, 107, Some(101))),
             ),
             (
                 m(
@@ -679,15 +690,15 @@ a=sendrecv\r\n";
         let parsed = offer(&a);
         assert_eq!(parsed.media.len(), 3);
         assert_eq!(parsed.media[0].port, 30000);
-        // telephone-event is offered at 8 kHz only: not with Opus's clock.
-        assert_eq!(parsed.media[0].formats, vec![107]);
+        // telephone-event is offered at 8 kHz only: answered at 8 kHz.
+        assert_eq!(parsed.media[0].formats, vec![107, 101]);
         assert_eq!(parsed.media[1].port, 0);
         assert_eq!(parsed.media[2].port, 0);
         // The answer negotiates to the same codec from our side.
         let back = negotiate(&parsed, &[Codec::Pcmu, Codec::Opus]).expect("ok");
         assert_eq!((back.codec, back.payload_type), (Codec::Opus, 107));
         assert!(a.contains("a=rtpmap:107 opus/48000/2\r\n"));
-        assert!(!a.contains("telephone-event"));
+        assert!(a.contains("a=rtpmap:101 telephone-event/8000\r\n"));
         // With PCMU the 8 kHz telephone-event is answered.
         let n = negotiate(&offer(&text), &[Codec::Pcmu]).expect("ok");
         let a = answer(&n, "127.0.0.1:30000".parse().expect("addr"), 42, 2);

@@ -17,12 +17,14 @@ use serde::Deserialize;
 use crate::llm::{Policy, Price, RouterConfig, Script, ScriptQuestion, TokenBudget};
 
 mod control;
+mod sip;
 mod stasis;
 mod voice;
 
 use crate::stt::{HttpTranscriberConfig, WhisperConfig};
 use crate::tts::HttpSynthesizerConfig;
 pub use control::{ApiConfig, LeadRules, StoreConfig};
+pub use sip::{AllowList, SipConfig};
 pub use stasis::{StasisConfig, StasisMedia};
 pub use voice::{VoiceAgent, voice_endpointing};
 
@@ -91,6 +93,8 @@ pub struct Config {
     pub leads: LeadRules,
     /// Stasis mode, if `[ari]` is configured.
     pub ari: Option<StasisConfig>,
+    /// The SIP endpoint, if `[sip]` is configured.
+    pub sip: Option<SipConfig>,
 }
 
 /// An LLM provider from `[provider.NAME]`.
@@ -366,6 +370,7 @@ struct RawConfig {
     #[serde(default)]
     leads: control::RawLeads,
     ari: Option<stasis::RawStasis>,
+    sip: Option<sip::RawSip>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -780,6 +785,7 @@ impl RawConfig {
             api: self.api.map(|a| a.validate()).transpose()?,
             leads: self.leads.validate()?,
             ari: self.ari.map(|a| a.validate(&listeners, base)).transpose()?,
+            sip: self.sip.map(|s| s.validate(&listeners)).transpose()?,
             listeners,
         })
     }

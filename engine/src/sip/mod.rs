@@ -1,0 +1,324 @@
+//! SIP mode: hark as a SIP endpoint (`[sip]`). One task owns the UDP
+//! socket and the pure UAS of `sip_bridge::uas`; it feeds the UAS what
+//! arrives and the passing of time, sends what the UAS writes, and turns
+//! its events into calls.
+//!
+//! Each accepted call gets an RTP port of `rtp_ports` and a media leg
+//! ([`leg`]) that speaks AudioSocket to the same call driver and agent an
+//! Asterisk AudioSocket call gets. When the driver ends the call the leg
+//! tells this task, which sends BYE; when the peer sends BYE the leg is
+//! stopped and the driver sees the stream close.
+//!
+//! Requests from addresses outside `allow` are dropped unanswered: a
+//! reply would tell a scanner hark is there, and UDP sources can be forged.
+
+mod leg;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use media_core::Time;
+use sip_bridge::uas::{CallRef, EndReason, Event, Uas, UasConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::SipConfig;
+use crate::server::{Phase, Shared, start_call};
+use crate::store::Registration;
+
+/// Largest SIP datagram read.
+const MAX_DATAGRAM: usize = sip_bridge::message::MAX_MESSAGE;
+/// Bytes the pipe between a leg and its driver holds.
+const PIPE_BYTES: usize = 64 * 1024;
+
+/// A running call's handles.
+struct Live {
+    media: watch::Sender<sip_bridge::sdp::Negotiated>,
+    /// Dropping it stops the leg.
+    _stop: oneshot::Sender<()>,
+}
+
+/// The SIP endpoint.
+pub(crate) struct Sip {
+    config: SipConfig,
+    socket: UdpSocket,
+    shared: Arc<Shared>,
+    agent: usize,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Sip {
+    /// The endpoint on `socket` (bound to `[sip] listen` at start-up, so a
+    /// port in use stops hark before it serves anything).
+    pub(crate) fn new(
+        config: &SipConfig,
+        socket: UdpSocket,
+        shared: Arc<Shared>,
+        agent: usize,
+        phase: watch::Receiver<Phase>,
+    ) -> Sip {
+        Sip {
+            config: config.clone(),
+            socket,
+            shared,
+            agent,
+            phase,
+        }
+    }
+
+    /// Runs until hark stops.
+    pub(crate) async fn run(mut self) {
+        let local = self.socket.local_addr().unwrap_or(self.config.listen);
+        let contact = SocketAddr::new(self.config.advertise, local.port());
+        let mut uas = Uas::new(
+            UasConfig {
+                contact,
+                codecs: self.config.codecs.clone(),
+                max_calls: self.shared.config.max_calls,
+                user_agent: format!("hark/{}", env!("CARGO_PKG_VERSION")),
+            },
+            uuid::Uuid::new_v4().as_u128() as u64,
+        );
+        let start = Instant::now();
+        let now = || Time::from_micros(start.elapsed().as_micros() as u64);
+        let mut calls: HashMap<CallRef, Live> = HashMap::new();
+        let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<CallRef>();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut dropped = 0u64;
+        info!(address = %local, %contact, allow = %self.config.allow, "sip listening");
+        loop {
+            let deadline = uas
+                .poll_timeout()
+                .map(|t| start + std::time::Duration::from_micros(t.as_micros()));
+            tokio::select! {
+                got = self.socket.recv_from(&mut buf) => {
+                    let Ok((n, from)) = got else { continue };
+                    if !self.config.allow.contains(from.ip()) {
+                        dropped += 1;
+                        if dropped.is_power_of_two() {
+                            warn!(%from, dropped, "SIP from an address outside sip.allow: dropped");
+                        }
+                        continue;
+                    }
+                    uas.handle_datagram(now(), from, &buf[..n]);
+                }
+                _ = sleep_until(deadline) => uas.handle_timeout(now()),
+                Some(call) = ended_rx.recv() => {
+                    calls.remove(&call);
+                    uas.hangup(now(), call);
+                }
+                changed = self.phase.changed() => {
+                    if changed.is_err() || *self.phase.borrow() == Phase::Stopped {
+                        break;
+                    }
+                }
+            }
+            while let Some((to, bytes)) = uas.poll_transmit() {
+                let _ = self.socket.send_to(&bytes, to).await;
+            }
+            while let Some(event) = uas.poll_event() {
+                self.handle_event(&mut uas, now(), event, &mut calls, &ended_tx)
+                    .await;
+            }
+            while let Some((to, bytes)) = uas.poll_transmit() {
+                let _ = self.socket.send_to(&bytes, to).await;
+            }
+        }
+        info!(calls = calls.len(), "sip stopped");
+    }
+
+    async fn handle_event(
+        &self,
+        uas: &mut Uas,
+        now: Time,
+        event: Event,
+        calls: &mut HashMap<CallRef, Live>,
+        ended: &mpsc::UnboundedSender<CallRef>,
+    ) {
+        match event {
+            Event::Incoming {
+                call,
+                peer,
+                call_id,
+                from,
+                uri,
+                media,
+            } => {
+                if *self.phase.borrow() != Phase::Running {
+                    uas.reject(now, call, 503, "Service Unavailable");
+                    return;
+                }
+                if self.shared.live.calls.available_permits() == 0 {
+                    self.shared.live.refused.fetch_add(1, Ordering::Relaxed);
+                    uas.reject(now, call, 486, "Busy Here");
+                    return;
+                }
+                let socket = match bind_rtp(&self.config).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(%peer, "no RTP port: {e}");
+                        uas.reject(now, call, 503, "Service Unavailable");
+                        return;
+                    }
+                };
+                let Ok(rtp_local) = socket.local_addr() else {
+                    uas.reject(now, call, 500, "Server Internal Error");
+                    return;
+                };
+                let advertised = SocketAddr::new(self.config.advertise, rtp_local.port());
+                uas.accept(now, call, advertised);
+                let uuid = uuid::Uuid::new_v4();
+                self.register(&uuid, &call_id, &from, &uri, peer, &media);
+                info!(%peer, %call_id, call = %uuid, codec = ?media.codec, rtp = %rtp_local, "sip call answered");
+                let (driver_end, leg_end) = tokio::io::duplex(PIPE_BYTES);
+                let (media_tx, media_rx) = watch::channel(media);
+                let (stop_tx, stop_rx) = oneshot::channel();
+                let l = leg::Leg {
+                    socket,
+                    pipe: leg_end,
+                    uuid,
+                    media: media_rx,
+                    stop: stop_rx,
+                    allow: self.config.allow.clone(),
+                    max_payload: self.shared.config.max_payload,
+                };
+                let ended = ended.clone();
+                tokio::spawn(async move {
+                    leg::run(l).await;
+                    let _ = ended.send(call);
+                });
+                calls.insert(
+                    call,
+                    Live {
+                        media: media_tx,
+                        _stop: stop_tx,
+                    },
+                );
+                start_call(
+                    driver_end,
+                    peer,
+                    "sip",
+                    &self.shared,
+                    self.agent,
+                    self.phase.clone(),
+                );
+            }
+            Event::MediaChanged { call, media } => {
+                if let Some(l) = calls.get(&call) {
+                    let _ = l.media.send(media);
+                }
+            }
+            Event::Ended { call, reason } => {
+                if calls.remove(&call).is_some() {
+                    debug!(?call, ?reason, "sip call ended");
+                }
+                if reason == EndReason::NoAck {
+                    warn!(?call, "no ACK for our 200: the call was ended with BYE");
+                }
+            }
+        }
+    }
+
+    /// Registers the call so its record carries the caller, the number
+    /// dialled and the agent the Request-URI names.
+    fn register(
+        &self,
+        uuid: &uuid::Uuid,
+        call_id: &str,
+        from: &str,
+        uri: &str,
+        peer: SocketAddr,
+        media: &sip_bridge::sdp::Negotiated,
+    ) {
+        let dialled = user_of(uri);
+        let agent = dialled
+            .as_deref()
+            .and_then(|u| self.shared.agent_index(u))
+            .unwrap_or(self.agent);
+        let metadata = serde_json::json!({
+            "source": "sip",
+            "sip_call_id": call_id,
+            "from": from,
+            "request_uri": uri,
+            "peer": peer.to_string(),
+            "codec": media.codec.name(),
+        });
+        self.shared.registry.insert(Registration {
+            call_id: uuid.to_string(),
+            tenant: self.shared.default_tenant(),
+            agent: self.shared.agent_name(agent).to_string(),
+            caller_id: user_of(from),
+            dnis: dialled,
+            direction: "inbound".into(),
+            metadata: Some(metadata.to_string()),
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds a free port of `rtp_ports`, starting from a random one so
+/// consecutive calls do not collide.
+async fn bind_rtp(cfg: &SipConfig) -> std::io::Result<UdpSocket> {
+    let (lo, hi) = cfg.rtp_ports;
+    let span = u32::from(hi - lo) + 1;
+    let start = uuid::Uuid::new_v4().as_u128() as u32 % span;
+    for i in 0..span {
+        let port = lo + ((start + i) % span) as u16;
+        if let Ok(socket) = UdpSocket::bind(SocketAddr::new(cfg.rtp_address, port)).await {
+            return Ok(socket);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("every RTP port in {lo}..={hi} is in use"),
+    ))
+}
+
+/// The user part of a SIP URI or name-addr: `"A" <sip:123@h>;tag=x` ->
+/// `123`.
+fn user_of(value: &str) -> Option<String> {
+    let uri = match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value,
+    };
+    let rest = uri
+        .strip_prefix("sips:")
+        .or_else(|| uri.strip_prefix("sip:"))
+        .or_else(|| uri.strip_prefix("tel:"))?;
+    let user = match rest.split_once('@') {
+        Some((u, _)) => u,
+        None if uri.starts_with("tel:") => rest,
+        None => return None,
+    };
+    let user = user.split([';', ':']).next().unwrap_or_default();
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_come_out_of_uris() {
+        assert_eq!(
+            user_of("\"Alice\" <sip:+15551230001@192.0.2.10;user=phone>;tag=x").as_deref(),
+            Some("+15551230001")
+        );
+        assert_eq!(user_of("sip:desk@127.0.0.1:5060").as_deref(), Some("desk"));
+        assert_eq!(user_of("sip:127.0.0.1"), None);
+        assert_eq!(
+            user_of("<tel:+15551230001>").as_deref(),
+            Some("+15551230001")
+        );
+    }
+}
