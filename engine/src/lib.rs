@@ -52,6 +52,7 @@ mod driver;
 pub mod leads;
 mod recording;
 mod registry;
+mod rtp_ports;
 mod server;
 mod sip;
 mod speaking;

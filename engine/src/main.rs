@@ -466,6 +466,20 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             ari.handoff_priority
         );
     }
+    if let Some(sip) = &config.sip {
+        let codecs: Vec<&str> = sip.codecs.iter().map(|c| c.name()).collect();
+        println!(
+            "  sip on udp {} (contact {}), allow {}, codecs {}, RTP on {} ports {}-{}, default agent {:?}",
+            sip.listen,
+            sip.advertise,
+            sip.allow,
+            codecs.join(" "),
+            sip.rtp_address,
+            sip.rtp_ports.0,
+            sip.rtp_ports.1,
+            config.listeners[sip.listener].agent.name()
+        );
+    }
     if let Some(api) = &config.api {
         println!(
             "  api on http://{} (body up to {} bytes, {} requests/s per token, burst {})",

@@ -66,6 +66,38 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The index of the `[[listener]]` named `name` (the first when `None`):
+/// the agent of modes that are not a listener of their own (`[ari]`,
+/// `[sip]`). `none` says why a listener is needed.
+fn listener_index(
+    listeners: &[Listener],
+    name: Option<&str>,
+    key: &str,
+    none: &str,
+) -> Result<usize, ConfigError> {
+    match name {
+        None if listeners.is_empty() => Err(invalid(key, none)),
+        None => Ok(0),
+        Some(name) => listeners
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| invalid(key, format!("no [[listener]] is named {name:?}"))),
+    }
+}
+
+/// An RTP port range `[LOW, HIGH]`, or `default`.
+fn port_range(
+    raw: Option<[u16; 2]>,
+    default: (u16, u16),
+    key: &str,
+) -> Result<(u16, u16), ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some([lo, hi]) if lo >= 1024 && lo <= hi => Ok((lo, hi)),
+        Some(_) => Err(invalid(key, "[LOW, HIGH] with 1024 <= LOW <= HIGH")),
+    }
+}
+
 /// The validated configuration of the daemon.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Deserialize;
 use sip_bridge::sdp::Codec;
 
-use super::{ConfigError, Listener, invalid};
+use super::{ConfigError, Listener, invalid, listener_index, port_range};
 
 /// The validated `[sip]` section.
 #[derive(Debug, Clone)]
@@ -153,31 +153,13 @@ impl RawSip {
                 .map_err(|_| invalid("sip.rtp_address", format!("{a:?} is not an IP address")))?,
             None => listen.ip(),
         };
-        let rtp_ports = match self.rtp_ports {
-            None => (30000, 30999),
-            Some([lo, hi]) if lo >= 1024 && lo <= hi => (lo, hi),
-            Some(_) => {
-                return Err(invalid(
-                    "sip.rtp_ports",
-                    "[LOW, HIGH] with 1024 <= LOW <= HIGH",
-                ));
-            }
-        };
-        let listener = match &self.listener {
-            None if listeners.is_empty() => {
-                return Err(invalid(
-                    "sip.listener",
-                    "SIP calls need a [[listener]]: its agent answers them",
-                ));
-            }
-            None => 0,
-            Some(name) => listeners
-                .iter()
-                .position(|l| &l.name == name)
-                .ok_or_else(|| {
-                    invalid("sip.listener", format!("no [[listener]] is named {name:?}"))
-                })?,
-        };
+        let rtp_ports = port_range(self.rtp_ports, (30000, 30999), "sip.rtp_ports")?;
+        let listener = listener_index(
+            listeners,
+            self.listener.as_deref(),
+            "sip.listener",
+            "SIP calls need a [[listener]]: its agent answers them",
+        )?;
         Ok(SipConfig {
             listen,
             advertise,
@@ -193,6 +175,49 @@ impl RawSip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const LISTENERS: &str = "[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:0\"\nagent = \"e\"\n\
+        [agent.e]\nkind = \"echo\"\n";
+
+    fn parse(sip: &str) -> Result<SipConfig, String> {
+        Config::parse(&format!("{LISTENERS}[sip]\n{sip}"))
+            .map(|c| c.sip.expect("[sip] is set"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_loopback_only() {
+        let c = parse("").expect("valid");
+        assert_eq!(c.listen, "127.0.0.1:5060".parse().expect("addr"));
+        assert_eq!(c.advertise, c.listen.ip());
+        assert_eq!(c.codecs, [Codec::Opus, Codec::Pcmu, Codec::Pcma]);
+        assert_eq!((c.rtp_address, c.rtp_ports), (c.listen.ip(), (30000, 30999)));
+        assert!(c.allow.contains("127.0.0.1".parse().expect("ip")));
+        assert!(!c.allow.contains("192.0.2.1".parse().expect("ip")));
+        let c = parse("listen = \"0.0.0.0:5070\"\nadvertise = \"192.0.2.5\"\ncodecs = [\"PCMA\", \"ulaw\"]\n")
+            .expect("valid");
+        assert_eq!(c.codecs, [Codec::Pcma, Codec::Pcmu]);
+        assert_eq!(c.advertise, "192.0.2.5".parse::<IpAddr>().expect("ip"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("listen = \"nope\"\n", "sip.listen"),
+            ("listen = \"0.0.0.0:5060\"\n", "sip.advertise"),
+            ("codecs = [\"g722\"]\n", "sip.codecs"),
+            ("codecs = []\n", "sip.codecs"),
+            ("allow = [\"10.0.0.0/40\"]\n", "sip.allow"),
+            ("rtp_ports = [2000, 1000]\n", "sip.rtp_ports"),
+            ("rtp_address = \"x\"\n", "sip.rtp_address"),
+            ("listener = \"nope\"\n", "sip.listener"),
+            ("colour = \"red\"\n", "colour"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
 
     fn list(v: &[&str]) -> AllowList {
         AllowList::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid")

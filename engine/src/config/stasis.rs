@@ -2,13 +2,13 @@
 //! channel that enters its Stasis application, and brings the call's audio
 //! to itself through an external media channel.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Listener, invalid};
+use super::{ConfigError, Listener, invalid, listener_index, port_range};
 use crate::secret::Secret;
 
 /// How the external media channel carries audio to hark.
@@ -153,21 +153,12 @@ impl RawStasis {
                 ));
             }
         };
-        let listener = match &self.listener {
-            None if listeners.is_empty() => {
-                return Err(invalid(
-                    "ari.listener",
-                    "Stasis mode needs a [[listener]]: its agent answers, and AudioSocket media arrives there",
-                ));
-            }
-            None => 0,
-            Some(name) => listeners
-                .iter()
-                .position(|l| &l.name == name)
-                .ok_or_else(|| {
-                    invalid("ari.listener", format!("no [[listener]] is named {name:?}"))
-                })?,
-        };
+        let listener = listener_index(
+            listeners,
+            self.listener.as_deref(),
+            "ari.listener",
+            "Stasis mode needs a [[listener]]: its agent answers, and AudioSocket media arrives there",
+        )?;
         let media = match self.media.as_deref().unwrap_or("audiosocket") {
             "audiosocket" => StasisMedia::AudioSocket,
             "rtp" => StasisMedia::Rtp,
@@ -204,16 +195,7 @@ impl RawStasis {
         let rtp_address: IpAddr = text
             .parse()
             .map_err(|_| invalid("ari.rtp_address", format!("{text:?} is not an IP address")))?;
-        let rtp_ports = match self.rtp_ports {
-            None => (40000, 40999),
-            Some([lo, hi]) if lo >= 1024 && lo <= hi => (lo, hi),
-            Some(_) => {
-                return Err(invalid(
-                    "ari.rtp_ports",
-                    "[LOW, HIGH] with 1024 <= LOW <= HIGH",
-                ));
-            }
-        };
+        let rtp_ports = port_range(self.rtp_ports, (40000, 40999), "ari.rtp_ports")?;
         if let Some(r) = &self.handoff_redirect
             && (r.trim().is_empty() || !r.contains('/'))
         {
@@ -249,13 +231,6 @@ impl RawStasis {
             setup_timeout: Duration::from_millis(setup),
             events_queue,
         })
-    }
-}
-
-impl StasisConfig {
-    /// Where RTP sockets bind, for port `port`.
-    pub fn rtp_socket(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(self.rtp_address, port)
     }
 }
 

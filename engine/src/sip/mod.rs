@@ -157,14 +157,17 @@ impl Sip {
                     uas.reject(now, call, 486, "Busy Here");
                     return;
                 }
-                let socket = match bind_rtp(&self.config).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(%peer, "no RTP port: {e}");
-                        uas.reject(now, call, 503, "Service Unavailable");
-                        return;
-                    }
-                };
+                let socket =
+                    match crate::rtp_ports::bind(self.config.rtp_address, self.config.rtp_ports)
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!(%peer, "no RTP port: {e}");
+                            uas.reject(now, call, 503, "Service Unavailable");
+                            return;
+                        }
+                    };
                 let Ok(rtp_local) = socket.local_addr() else {
                     uas.reject(now, call, 500, "Server Internal Error");
                     return;
@@ -264,24 +267,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Binds a free port of `rtp_ports`, starting from a random one so
-/// consecutive calls do not collide.
-async fn bind_rtp(cfg: &SipConfig) -> std::io::Result<UdpSocket> {
-    let (lo, hi) = cfg.rtp_ports;
-    let span = u32::from(hi - lo) + 1;
-    let start = uuid::Uuid::new_v4().as_u128() as u32 % span;
-    for i in 0..span {
-        let port = lo + ((start + i) % span) as u16;
-        if let Ok(socket) = UdpSocket::bind(SocketAddr::new(cfg.rtp_address, port)).await {
-            return Ok(socket);
-        }
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        format!("every RTP port in {lo}..={hi} is in use"),
-    ))
 }
 
 /// The user part of a SIP URI or name-addr: `"A" <sip:123@h>;tag=x` ->

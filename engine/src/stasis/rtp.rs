@@ -52,20 +52,9 @@ impl RtpLeg {
     /// Binds a free port of `[ari] rtp_ports` on `rtp_address`, starting
     /// from a random one so consecutive calls do not collide.
     pub(super) async fn bind(cfg: &StasisConfig) -> std::io::Result<RtpLeg> {
-        let (lo, hi) = cfg.rtp_ports;
-        let span = u32::from(hi - lo) + 1;
-        let start = uuid::Uuid::new_v4().as_u128() as u32 % span;
-        for i in 0..span {
-            let port = lo + ((start + i) % span) as u16;
-            if let Ok(socket) = UdpSocket::bind(cfg.rtp_socket(port)).await {
-                let local = socket.local_addr()?;
-                return Ok(RtpLeg { socket, local });
-            }
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            format!("every RTP port in {lo}..={hi} is in use"),
-        ))
+        let socket = crate::rtp_ports::bind(cfg.rtp_address, cfg.rtp_ports).await?;
+        let local = socket.local_addr()?;
+        Ok(RtpLeg { socket, local })
     }
 
     /// Where Asterisk should send.
