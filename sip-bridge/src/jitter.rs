@@ -15,7 +15,10 @@
 //!
 //! Sequence numbers are extended to 64 bits across the 16-bit wrap, so the
 //! order is right at 65535 -> 0. A jump of more than [`MAX_JUMP`] (a new
-//! sender, an SSRC change the caller did not report) restarts the buffer.
+//! sender, an SSRC change the caller did not report) restarts the buffer,
+//! and so do [`MAX_LATE_RUN`] late packets in a row (a sender that went
+//! back in sequence). The caller restarts it on an SSRC change
+//! ([`JitterBuffer::reset`]).
 //!
 //! Pure: time is an input (`now`), nothing here reads a clock.
 
@@ -27,6 +30,11 @@ use media_core::Time;
 /// A sequence jump larger than this restarts the stream (about 10 s of
 /// 20 ms frames).
 pub const MAX_JUMP: u64 = 500;
+
+/// This many late packets in a row mean the sender went back in sequence
+/// (a restarted stream under the same SSRC), not a few stragglers: the
+/// buffer restarts on the next one instead of dropping the stream.
+pub const MAX_LATE_RUN: u32 = 10;
 
 /// What the next frame interval plays.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +92,8 @@ pub struct JitterBuffer {
     jitter_us: f64,
     /// (arrival, RTP timestamp) of the previous packet, for the jitter.
     previous: Option<(Time, u32)>,
+    /// Late packets in a row.
+    late_run: u32,
     stats: JitterStats,
 }
 
@@ -105,6 +115,7 @@ impl JitterBuffer {
             started: false,
             jitter_us: 0.0,
             previous: None,
+            late_run: 0,
             stats: JitterStats::default(),
         }
     }
@@ -142,8 +153,14 @@ impl JitterBuffer {
         self.update_jitter(now, timestamp);
         if self.started && self.next.is_some_and(|n| ext < n) {
             self.stats.late += 1;
+            self.late_run += 1;
+            if self.late_run >= MAX_LATE_RUN {
+                self.restart();
+                self.stats.restarts += 1;
+            }
             return;
         }
+        self.late_run = 0;
         if self.packets.contains_key(&ext) {
             self.stats.duplicates += 1;
             return;
@@ -197,7 +214,14 @@ impl JitterBuffer {
         Playout::Lost
     }
 
+    /// Starts over, as for a new stream (the sender's SSRC changed).
+    pub fn reset(&mut self) {
+        self.restart();
+        self.stats.restarts += 1;
+    }
+
     fn restart(&mut self) {
+        self.late_run = 0;
         self.packets.clear();
         self.next = None;
         self.highest = None;
@@ -324,6 +348,23 @@ mod tests {
         let (out, st) = run(&packets, 10, 5, 1);
         assert_eq!(out, ["1", "2", "L", "4", "5"]);
         assert_eq!((st.duplicates, st.late, st.lost), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_sender_that_goes_back_in_sequence_is_followed_not_dropped() {
+        // 100..=119 play, then the sender restarts at 50 (same SSRC).
+        let mut seqs: Vec<u16> = (100..120).collect();
+        seqs.extend(50..90);
+        let (out, st) = run(&steady(&seqs), 10, 60, 1);
+        assert_eq!(st.late, u64::from(MAX_LATE_RUN));
+        assert_eq!(st.restarts, 1);
+        assert_eq!(out.last().map(String::as_str), Some("89"), "{out:?}");
+        assert!(out.contains(&"60".to_string()), "{out:?}");
+        let mut jb = JitterBuffer::new(FRAME, 8000, 1, 10);
+        jb.handle_packet(at(0), 7, 0, &[1]);
+        jb.reset();
+        assert_eq!(jb.poll_frame(), Playout::Waiting);
+        assert_eq!(jb.stats().restarts, 1);
     }
 
     #[test]

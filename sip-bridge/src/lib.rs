@@ -1,28 +1,26 @@
 //! hark's SIP endpoint: lets an SBC or Asterisk's `Dial(PJSIP/...)` reach
 //! hark directly over SIP and RTP.
 //!
-//! Work in progress. What is here is pure (no I/O, no clock), like
-//! `media-core`:
+//! Everything here is pure (no I/O, no clock), like `media-core`; the
+//! engine drives it from one socket task and a media task per call:
+//! - [`uas`]: the user agent server over datagrams: INVITE, ACK, BYE,
+//!   CANCEL, OPTIONS, re-INVITE (hold, codec change), the refusals, and
+//!   hark's own BYE.
+//! - [`transaction`]: server transactions and hark's BYE client transaction
+//!   over UDP with RFC 3261 timers (E, F, G, H, I, J, and RFC 6026's L),
+//!   and the 2xx retransmission of the UAS core.
 //! - [`sdp`]: session descriptions parsed and written, and the offer/answer
 //!   choice among PCMU, PCMA, Opus and telephone-event (RFC 3264, RFC 4733),
 //!   including hold (sendonly, inactive, `c=0.0.0.0`).
 //! - [`jitter`]: the adaptive jitter buffer: reordering, loss, duplicates,
 //!   late packets, the 16-bit sequence wrap, depth from RFC 3550 jitter.
+//! - [`codec`]: payloads to PCM and back (G.711; Opus at 48 kHz resampled
+//!   to 16 kHz), with loss concealment.
 //! - [`message`]: SIP messages parsed by rsip into our own types (compact
 //!   headers, required headers, CSeq and Content-Length checked), and
 //!   responses written as RFC 3261 §8.2.6 says.
 //! - [`rtp`]: RTP packets through webrtc-rs `rtp` behind our own types, the
 //!   sending side's sequence and timestamp, RFC 4733 DTMF.
-//! - [`transaction`]: INVITE and non-INVITE server transactions over UDP
-//!   with RFC 3261 timers (G, H, I, J, and RFC 6026's L), and the 2xx
-//!   retransmission of the UAS core.
-//!
-//! # Layout
-//! - `sdp`: parse, negotiate, answer.
-//! - `jitter`: one RTP stream's frames, in order, one per interval.
-//! - `message`: SIP requests and responses.
-//! - `rtp`: packets in and out, telephone-events.
-//! - `transaction`: server transactions and their timers.
 #![forbid(unsafe_code)]
 
 pub mod codec;

@@ -192,11 +192,16 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:5060".parse().expect("addr"));
         assert_eq!(c.advertise, c.listen.ip());
         assert_eq!(c.codecs, [Codec::Opus, Codec::Pcmu, Codec::Pcma]);
-        assert_eq!((c.rtp_address, c.rtp_ports), (c.listen.ip(), (30000, 30999)));
+        assert_eq!(
+            (c.rtp_address, c.rtp_ports),
+            (c.listen.ip(), (30000, 30999))
+        );
         assert!(c.allow.contains("127.0.0.1".parse().expect("ip")));
         assert!(!c.allow.contains("192.0.2.1".parse().expect("ip")));
-        let c = parse("listen = \"0.0.0.0:5070\"\nadvertise = \"192.0.2.5\"\ncodecs = [\"PCMA\", \"ulaw\"]\n")
-            .expect("valid");
+        let c = parse(
+            "listen = \"0.0.0.0:5070\"\nadvertise = \"192.0.2.5\"\ncodecs = [\"PCMA\", \"ulaw\"]\n",
+        )
+        .expect("valid");
         assert_eq!(c.codecs, [Codec::Pcma, Codec::Pcmu]);
         assert_eq!(c.advertise, "192.0.2.5".parse::<IpAddr>().expect("ip"));
     }

@@ -121,6 +121,7 @@ pub(super) async fn run(mut leg: Leg) {
     let mut dtmf = DtmfReceiver::default();
     let mut remote = stream.media.remote;
     let mut heard_from: Option<SocketAddr> = None;
+    let mut ssrc: Option<u32> = None;
     let decoder = Decoder::new(leg.max_payload);
     let mut datagram = vec![0u8; MAX_DATAGRAM];
     let mut pcm: Vec<i16> = Vec::with_capacity(4096);
@@ -153,6 +154,7 @@ pub(super) async fn run(mut leg: Leg) {
                     ticker = tokio::time::interval(stream.ptime());
                     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     first_out = true;
+                    ssrc = None;
                 } else {
                     stream.media = media;
                 }
@@ -200,6 +202,12 @@ pub(super) async fn run(mut leg: Leg) {
                     remote = from;
                 }
                 if p.payload_type == stream.media.payload_type {
+                    if ssrc.is_some_and(|s| s != p.ssrc) {
+                        // A new stream (the peer's media was re-anchored).
+                        debug!(ssrc = p.ssrc, "new RTP source: jitter buffer restarted");
+                        stream.jitter.reset();
+                    }
+                    ssrc = Some(p.ssrc);
                     stream.jitter.handle_packet(now(), p.sequence, p.timestamp, &p.payload);
                 } else if Some(p.payload_type) == stream.media.telephone_event
                     && let Some(d) = dtmf.handle(p.timestamp, &p.payload)
@@ -270,6 +278,7 @@ pub(super) async fn run(mut leg: Leg) {
         played = s.played,
         lost = s.lost,
         late = s.late,
+        restarts = s.restarts,
         duplicates = s.duplicates,
         underruns = s.underruns,
         late_ticks,
