@@ -126,22 +126,7 @@ struct Outcome {
 /// at `rate`/`channels`.
 fn call(sip_codecs: &str, modules: &[&str], rate: u32, channels: u16) -> Outcome {
     let mut daemon = Daemon::start(&config(sip_codecs));
-    assert!(
-        daemon.wait_for_log("sip listening", Duration::from_secs(10)),
-        "{:#?}",
-        daemon.log
-    );
-    let sip: std::net::SocketAddr = daemon
-        .log
-        .iter()
-        .find(|l| l.contains("sip listening"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("address="))
-        })
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sip = daemon.sip_address();
 
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("baresip");

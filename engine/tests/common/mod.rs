@@ -137,6 +137,24 @@ impl Daemon {
         self.pump_log();
     }
 
+    /// The SIP address, from the "sip listening" log line (waits for it).
+    pub fn sip_address(&mut self) -> SocketAddr {
+        assert!(
+            self.wait_for_log("sip listening", Duration::from_secs(10)),
+            "no sip listening line: {:#?}",
+            self.log
+        );
+        self.log
+            .iter()
+            .find(|l| l.contains("sip listening"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))
+            })
+            .and_then(|a| a.parse().ok())
+            .expect("the line names the address")
+    }
+
     /// The API's address, from the "api listening" log line.
     pub fn api_address(&mut self) -> Option<SocketAddr> {
         self.wait_for_log("api listening", Duration::from_secs(5));
