@@ -269,6 +269,44 @@ pub(crate) async fn read_uuid<S: AsyncRead + Unpin>(
     }
 }
 
+/// For a media leg that carries a call over another transport (Stasis RTP,
+/// SIP): hands each audio message the driver wrote into `buf` to `audio`
+/// and drops what was used, keeping a partial tail. True when the call is
+/// over: the driver hung up, reported an error, or wrote bytes that are not
+/// AudioSocket.
+pub(crate) fn take_replies(
+    decoder: &Decoder,
+    buf: &mut Vec<u8>,
+    mut audio: impl FnMut(media_core::SampleRate, &[u8]),
+) -> bool {
+    let mut used = 0;
+    let mut over = false;
+    loop {
+        match decoder.decode(&buf[used..]) {
+            Ok((media_core::audiosocket::Message::Audio { rate, pcm }, n)) => {
+                used += n;
+                audio(rate, pcm);
+            }
+            Ok((
+                media_core::audiosocket::Message::Hangup
+                | media_core::audiosocket::Message::Error(_),
+                _,
+            )) => {
+                over = true;
+                break;
+            }
+            Ok((_, n)) => used += n,
+            Err(e) if e.is_incomplete() => break,
+            Err(_) => {
+                over = true;
+                break;
+            }
+        }
+    }
+    buf.drain(..used);
+    over
+}
+
 /// Decodes every whole message in `rbuf` into the call, keeping a partial tail.
 fn feed(call: &mut Call, decoder: &Decoder, rbuf: &mut Vec<u8>, now: Time) {
     let mut used = 0;

@@ -32,6 +32,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::config::AllowList;
+use crate::driver::take_replies;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 2048;
@@ -223,49 +224,31 @@ pub(super) async fn run(mut leg: Leg) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                let mut used = 0;
-                let mut over = false;
-                loop {
-                    match decoder.decode(&from_driver[used..]) {
-                        Ok((Message::Audio { rate, pcm: raw }, n)) => {
-                            used += n;
-                            if stream.media.on_hold() {
-                                continue;
-                            }
-                            samples.clear();
-                            audiosocket::pcm_to_samples(raw, &mut samples);
-                            let input = match adapt(&mut stream, rate, &samples, &mut adapted) {
-                                Some(a) => a,
-                                None => &samples,
-                            };
-                            let pt = stream.media.payload_type;
-                            let result = stream.codec.encode(input, &mut payload, |data, ticks| {
-                                if sender.packet(pt, first_out, data, ticks, &mut packet).is_ok() {
-                                    if first_out {
-                                        debug!(%remote, bytes = packet.len(), ticks, "first RTP packet of a talkspurt");
-                                    }
-                                    first_out = false;
-                                    // A full socket buffer drops the packet, as the network would.
-                                    let _ = leg.socket.try_send_to(&packet, remote);
-                                }
-                            });
-                            if let Err(e) = result {
-                                debug!("sip media: {e}: frame not sent");
-                            }
-                        }
-                        Ok((Message::Hangup | Message::Error(_), _)) => {
-                            over = true;
-                            break;
-                        }
-                        Ok((_, n)) => used += n,
-                        Err(e) if e.is_incomplete() => break,
-                        Err(_) => {
-                            over = true;
-                            break;
-                        }
+                let over = take_replies(&decoder, &mut from_driver, |rate, raw| {
+                    if stream.media.on_hold() {
+                        return;
                     }
-                }
-                from_driver.drain(..used);
+                    samples.clear();
+                    audiosocket::pcm_to_samples(raw, &mut samples);
+                    let input = match adapt(&mut stream, rate, &samples, &mut adapted) {
+                        Some(a) => a,
+                        None => &samples,
+                    };
+                    let pt = stream.media.payload_type;
+                    let result = stream.codec.encode(input, &mut payload, |data, ticks| {
+                        if sender.packet(pt, first_out, data, ticks, &mut packet).is_ok() {
+                            if first_out {
+                                debug!(%remote, bytes = packet.len(), ticks, "first RTP packet sent");
+                            }
+                            first_out = false;
+                            // A full socket buffer drops the packet, as the network would.
+                            let _ = leg.socket.try_send_to(&packet, remote);
+                        }
+                    });
+                    if let Err(e) = result {
+                        debug!("sip media: {e}: frame not sent");
+                    }
+                });
                 if over {
                     break;
                 }

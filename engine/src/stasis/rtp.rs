@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, trace};
 
 use crate::config::StasisConfig;
+use crate::driver::take_replies;
 use crate::server::{Phase, Shared, start_call};
 
 /// RTP version 2, in the top two bits of the first byte.
@@ -189,36 +190,19 @@ async fn pump(
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                let mut used = 0;
-                let mut over = false;
-                loop {
-                    match decoder.decode(&from_driver[used..]) {
-                        Ok((Message::Audio { pcm, .. }, n)) => {
-                            used += n;
-                            let Some(to) = remote else { continue };
-                            let count = (pcm.len() / 2).min(packet.len() - RTP_HEADER);
-                            for (i, chunk) in pcm.chunks_exact(2).take(count).enumerate() {
-                                let s = i16::from_le_bytes([chunk[0], chunk[1]]);
-                                packet[RTP_HEADER + i] = g711::linear_to_ulaw(s);
-                            }
-                            header(&mut packet, sequence, timestamp, ssrc);
-                            sequence = sequence.wrapping_add(1);
-                            timestamp = timestamp.wrapping_add(count as u32);
-                            let _ = socket.send_to(&packet[..RTP_HEADER + count], to).await;
-                        }
-                        Ok((Message::Hangup | Message::Error(_), _)) => {
-                            over = true;
-                            break;
-                        }
-                        Ok((_, n)) => used += n,
-                        Err(e) if e.is_incomplete() => break,
-                        Err(_) => {
-                            over = true;
-                            break;
-                        }
+                let over = take_replies(&decoder, &mut from_driver, |_, pcm| {
+                    let Some(to) = remote else { return };
+                    let count = (pcm.len() / 2).min(packet.len() - RTP_HEADER);
+                    for (i, chunk) in pcm.chunks_exact(2).take(count).enumerate() {
+                        let s = i16::from_le_bytes([chunk[0], chunk[1]]);
+                        packet[RTP_HEADER + i] = g711::linear_to_ulaw(s);
                     }
-                }
-                from_driver.drain(..used);
+                    header(&mut packet, sequence, timestamp, ssrc);
+                    sequence = sequence.wrapping_add(1);
+                    timestamp = timestamp.wrapping_add(count as u32);
+                    // A full socket buffer drops the packet, as the network would.
+                    let _ = socket.try_send_to(&packet[..RTP_HEADER + count], to);
+                });
                 if over {
                     break;
                 }
