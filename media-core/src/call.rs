@@ -13,6 +13,9 @@
 //!
 //! Timers never depend on inbound frames: a Local channel sends nothing during
 //! silence, so a call with no input still plays out and times out on time.
+//! Outbound frames do not either: from the UUID on, a frame leaves every
+//! 20 ms (silence when the agent has nothing to say), because `AudioSocket()`
+//! ends a call after 2000 ms in which neither side sent one.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -320,6 +323,10 @@ impl Call {
             (State::AwaitingUuid, Message::Uuid(uuid)) => {
                 self.id = Some(CallId(uuid));
                 self.state = State::Active;
+                // From the UUID to the hangup a frame leaves every 20 ms,
+                // silence when there is nothing to say: `AudioSocket()`
+                // hangs up after 2 s without a frame either way.
+                self.playout.keep_alive(now);
                 self.events.push_back(Event::Started(CallId(uuid)));
                 self.agent.handle_start(now);
             }

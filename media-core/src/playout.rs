@@ -12,6 +12,16 @@
 //! burst: missed slots are skipped, and the audio is delayed rather than
 //! crammed. A partial frame is held until either more audio completes it or a
 //! whole slot passes, then it leaves as a short frame.
+//!
+//! With [`Playout::keep_alive`] the grid never lapses: a slot with nothing
+//! queued gets a frame of silence. `AudioSocket()` gives up after 2000 ms in
+//! which neither side sent a frame (`app_audiosocket.c`,
+//! `MAX_WAIT_TIMEOUT_MSEC`), and a silent Local channel or a DTX phone sends
+//! nothing, so the server must keep the clock going for the whole call.
+//! Silence is never sent ahead of its slot, so audio that arrives while the
+//! line is idle still leaves at once. While a reply is playing and the
+//! producer is late, the slot gets a whole slot's grace before silence fills
+//! it (an underrun), so a just-in-time producer is not chopped.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -34,6 +44,8 @@ pub struct PlayoutStats {
     pub overflow_samples: u64,
     /// Samples dropped by [`Playout::flush`].
     pub flushed_samples: u64,
+    /// Frames of silence sent to keep the line alive (not in `frames_sent`).
+    pub silence_frames: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +89,11 @@ pub struct Playout {
     /// Samples released since the queue was created: the position of the
     /// queue's front in the stream of everything ever played.
     released: u64,
+    /// Fill idle slots with silence; the grid never lapses.
+    keepalive: bool,
+    /// Audio was released and the producer has not said it is done: a dry
+    /// slot is an underrun, not the end of an utterance.
+    playing: bool,
     stats: PlayoutStats,
 }
 
@@ -95,7 +112,21 @@ impl Playout {
             resume_at: Time::ZERO,
             ended: false,
             released: 0,
+            keepalive: false,
+            playing: false,
             stats: PlayoutStats::default(),
+        }
+    }
+
+    /// From `now` on, every slot gets a frame: audio when queued, else
+    /// silence (see the module docs). Never turned off for the call's life.
+    pub fn keep_alive(&mut self, now: Time) {
+        self.keepalive = true;
+        if self.grid.is_none() {
+            self.grid = Some(Grid {
+                anchor: now.max(self.resume_at),
+                sent: 0,
+            });
         }
     }
 
@@ -125,9 +156,10 @@ impl Playout {
         self.rate.duration_of(self.queue.len())
     }
 
-    /// True when nothing is queued and no grid is running.
+    /// True when nothing is queued and no audio is playing (a kept-alive
+    /// line sending silence is idle).
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.grid.is_none()
+        self.queue.is_empty() && (self.grid.is_none() || (self.keepalive && !self.playing))
     }
 
     /// Counters so far.
@@ -176,6 +208,9 @@ impl Playout {
     /// [`push`](Self::push) clears this.
     pub fn mark_end(&mut self) {
         self.ended = true;
+        if self.queue.is_empty() {
+            self.playing = false;
+        }
     }
 
     /// Drops everything queued (barge-in). Frames already released are gone.
@@ -183,7 +218,10 @@ impl Playout {
     pub fn flush(&mut self) -> usize {
         let n = self.queue.len();
         self.queue.clear();
-        self.end_grid();
+        self.playing = false;
+        if !self.keepalive {
+            self.end_grid();
+        }
         self.stats.flushed_samples += n as u64;
         n
     }
@@ -205,10 +243,28 @@ impl Playout {
         let frame = self.frame;
         let ahead = u64::from(self.send_ahead);
         let grid = self.grid.as_mut()?;
-        if self.queue.is_empty() {
-            return None;
-        }
         let started = grid.started(now);
+        if self.queue.is_empty() {
+            if !self.keepalive || grid.sent >= started {
+                return None;
+            }
+            // A producer that is still playing gets one whole slot of grace.
+            if self.playing {
+                if now < grid.slot(grid.sent) + FRAME_DURATION {
+                    return None;
+                }
+                self.stats.underruns += 1;
+                self.playing = false;
+            }
+            if grid.sent + 1 < started {
+                self.stats.late_slots += started - 1 - grid.sent;
+            }
+            grid.sent = started;
+            let n = frame.min(out.len());
+            out[..n].fill(0);
+            self.stats.silence_frames += 1;
+            return Some(n);
+        }
         // Released frames may run at most `ahead` slots before real time.
         if grid.sent >= started + ahead {
             return None;
@@ -235,6 +291,7 @@ impl Playout {
         grid.sent += 1;
         self.released += n as u64;
         self.stats.frames_sent += 1;
+        self.playing = !self.ended || !self.queue.is_empty();
         Some(n)
     }
 
@@ -243,7 +300,11 @@ impl Playout {
     pub fn poll_timeout(&self) -> Option<Time> {
         let grid = self.grid.as_ref()?;
         if self.queue.is_empty() {
-            return None;
+            return match (self.keepalive, self.playing) {
+                (false, _) => None,
+                (true, false) => Some(grid.slot(grid.sent)),
+                (true, true) => Some(grid.slot(grid.sent) + FRAME_DURATION),
+            };
         }
         let slot = grid.sent.saturating_sub(u64::from(self.send_ahead));
         if self.queue.len() >= self.frame || self.ended {
@@ -262,6 +323,7 @@ impl Playout {
     /// Ends the grid once the queue has been empty through a whole slot.
     fn lapse_if_stale(&mut self, now: Time) {
         if let Some(grid) = self.grid
+            && !self.keepalive
             && self.queue.is_empty()
             && now >= grid.slot(grid.sent) + FRAME_DURATION
         {

@@ -20,8 +20,12 @@ pub fn at_ms(ms: u64) -> Time {
 pub struct Sim {
     pub call: Call,
     pub now: Time,
-    /// Every message the call transmitted, with when.
+    /// Every message the call transmitted, with when, but the silence it
+    /// sent to keep the line alive (see `keepalive`).
     pub sent: Vec<(Time, Vec<u8>)>,
+    /// When the call sent a frame of keep-alive silence (nothing of the
+    /// agent's was due): `AudioSocket()` hangs up after 2 s without one.
+    pub keepalive: Vec<Time>,
     pub events: Vec<Event>,
     /// Bytes the peer wrote that are not yet a whole message.
     pending: Vec<u8>,
@@ -35,6 +39,7 @@ impl Sim {
             call: Call::new(Time::ZERO, config, agent),
             now: Time::ZERO,
             sent: Vec::new(),
+            keepalive: Vec::new(),
             events: Vec::new(),
             pending: Vec::new(),
             decoder: Decoder::default(),
@@ -78,11 +83,20 @@ impl Sim {
             self.drain();
             match self.call.poll_timeout() {
                 Some(next) if next <= until => {
-                    let before = (self.now, self.sent.len(), self.events.len());
+                    let before = (
+                        self.now,
+                        self.sent.len() + self.keepalive.len(),
+                        self.events.len(),
+                    );
                     self.now = self.now.max(next);
                     self.call.handle_timeout(self.now);
                     self.drain();
-                    if (self.now, self.sent.len(), self.events.len()) == before {
+                    let after = (
+                        self.now,
+                        self.sent.len() + self.keepalive.len(),
+                        self.events.len(),
+                    );
+                    if after == before {
                         spins += 1;
                         assert!(spins < 100, "call livelocks at {:?}", self.now);
                     } else {
@@ -97,8 +111,20 @@ impl Sim {
     }
 
     fn drain(&mut self) {
-        while let Some(n) = self.call.poll_transmit(self.now, &mut self.buf) {
-            self.sent.push((self.now, self.buf[..n].to_vec()));
+        loop {
+            let silent = self.call.stats().playout.silence_frames;
+            let Some(n) = self.call.poll_transmit(self.now, &mut self.buf) else {
+                break;
+            };
+            if self.call.stats().playout.silence_frames > silent {
+                assert!(
+                    self.buf[3..n].iter().all(|&b| b == 0),
+                    "keep-alive frames are silence"
+                );
+                self.keepalive.push(self.now);
+            } else {
+                self.sent.push((self.now, self.buf[..n].to_vec()));
+            }
         }
         while let Some(e) = self.call.poll_event() {
             self.events.push(e);
@@ -118,6 +144,18 @@ impl Sim {
                 _ => None,
             })
             .collect()
+    }
+
+    /// When every frame left, the agent's and the keep-alive silence.
+    pub fn frame_times(&self) -> Vec<Time> {
+        let mut t: Vec<Time> = self
+            .sent_audio()
+            .into_iter()
+            .map(|(t, _)| t)
+            .chain(self.keepalive.iter().copied())
+            .collect();
+        t.sort();
+        t
     }
 
     /// All sent samples, concatenated.

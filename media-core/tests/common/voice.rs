@@ -74,8 +74,10 @@ pub struct VoiceSim {
     pub call: Call,
     pub now: Time,
     pub events: Vec<Event>,
-    /// Frames the call sent: (time, first sample).
+    /// Frames the call sent: (time, first sample); keep-alive silence apart.
     pub frames: Vec<(Time, i16)>,
+    /// Frames of keep-alive silence sent (nothing of the agent's was due).
+    pub keepalive: usize,
     pub hangup_at: Option<Time>,
     /// Every Think request's history.
     pub asked: Vec<Vec<ChatLine>>,
@@ -123,6 +125,7 @@ impl VoiceSim {
             now: Time::ZERO,
             events: Vec::new(),
             frames: Vec::new(),
+            keepalive: 0,
             hangup_at: None,
             asked: Vec::new(),
             stt_delay: Duration::from_millis(150),
@@ -294,8 +297,17 @@ impl VoiceSim {
             let now = self.now;
             self.feed_audio();
             let mut any = false;
-            while let Some(n) = self.call.poll_transmit(now, &mut self.buf) {
+            loop {
+                let silent = self.call.stats().playout.silence_frames;
+                let Some(n) = self.call.poll_transmit(now, &mut self.buf) else {
+                    break;
+                };
                 any = true;
+                if self.call.stats().playout.silence_frames > silent {
+                    // Keep-alive silence, not the agent's: counted apart.
+                    self.keepalive += 1;
+                    continue;
+                }
                 match Decoder::default().decode(&self.buf[..n]) {
                     Ok((Message::Audio { pcm, .. }, _)) => {
                         let s = i16::from_le_bytes([pcm[0], pcm[1]]);
