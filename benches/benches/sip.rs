@@ -98,7 +98,7 @@ fn per_packet(codec: Codec) -> Cost {
         let reply = replies.next().unwrap();
         let t = Instant::now();
         let p = rtp::parse(datagram).unwrap();
-        jitter.handle_packet(now, p.sequence, p.timestamp, &p.payload);
+        jitter.handle_packet(now, p.sequence, p.timestamp, p.marker, &p.payload);
         pcm.clear();
         match jitter.poll_frame() {
             Playout::Frame(f) => dec.decode(&f, &mut pcm).unwrap(),

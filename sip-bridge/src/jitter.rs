@@ -13,6 +13,16 @@
 //! `J += (|D| - J) / 16`, kept in microseconds: two jitters plus one frame,
 //! rounded up to whole frames, between `min` and `max` frames.
 //!
+//! A sender with silence suppression (DTX; Asterisk bridging a Local
+//! channel that sends nothing in silence) stops sending in a pause and
+//! starts the next talkspurt with the marker bit and a timestamp jump
+//! (RFC 3551 §4.1). A buffer that ran dry and then gets such a packet (or
+//! one whose timestamp moved on further than its sequence number) starts a
+//! new talkspurt: play resumes at its first packet, the pause is neither an
+//! underrun (the depth does not grow) nor a loss (a sender that counted
+//! sequence numbers through the pause is followed, not concealed until its
+//! first packets overflow), and no jitter is measured across the pause.
+//!
 //! Sequence numbers are extended to 64 bits across the 16-bit wrap, so the
 //! order is right at 65535 -> 0. A jump of more than [`MAX_JUMP`] (a new
 //! sender, an SSRC change the caller did not report) restarts the buffer,
@@ -63,8 +73,11 @@ pub struct JitterStats {
     pub duplicates: u64,
     /// Packets dropped because the buffer was over its maximum.
     pub overflow: u64,
-    /// Times the buffer ran dry and re-buffered.
+    /// Times the buffer ran dry and re-buffered (a pause that turned out
+    /// to be a talkspurt boundary is not counted).
     pub underruns: u64,
+    /// Talkspurts started after the sender paused.
+    pub talkspurts: u64,
     /// Restarts after a sequence jump.
     pub restarts: u64,
 }
@@ -78,7 +91,8 @@ pub struct JitterBuffer {
     min: usize,
     max: usize,
     target: usize,
-    packets: BTreeMap<u64, Vec<u8>>,
+    /// Buffered packets: (RTP timestamp, payload) by extended sequence.
+    packets: BTreeMap<u64, (u32, Vec<u8>)>,
     /// The extended sequence number of the next frame to play; `None`
     /// before the first packet.
     next: Option<u64>,
@@ -94,7 +108,20 @@ pub struct JitterBuffer {
     previous: Option<(Time, u32)>,
     /// Late packets in a row.
     late_run: u32,
+    /// The buffer ran dry: the target before it grew for that, and the
+    /// last played packet's (extended sequence, timestamp), to tell a
+    /// sender's pause (a new talkspurt) from a late sender.
+    dry: Option<Dry>,
+    /// Timestamp of the packet played last.
+    played_ts: Option<(u64, u32)>,
     stats: JitterStats,
+}
+
+/// What the buffer knew when it ran dry.
+#[derive(Debug, Clone, Copy)]
+struct Dry {
+    target: usize,
+    last: Option<(u64, u32)>,
 }
 
 impl JitterBuffer {
@@ -116,6 +143,8 @@ impl JitterBuffer {
             jitter_us: 0.0,
             previous: None,
             late_run: 0,
+            dry: None,
+            played_ts: None,
             stats: JitterStats::default(),
         }
     }
@@ -140,15 +169,39 @@ impl JitterBuffer {
         Duration::from_micros(self.jitter_us as u64)
     }
 
-    /// Takes a packet that arrived at `now`.
-    pub fn handle_packet(&mut self, now: Time, sequence: u16, timestamp: u32, payload: &[u8]) {
+    /// Takes a packet that arrived at `now`; `marker` is its RTP marker
+    /// bit (set on the first packet of a talkspurt).
+    pub fn handle_packet(
+        &mut self,
+        now: Time,
+        sequence: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) {
         let ext = self.extend(sequence);
         if let Some(h) = self.highest
             && ext.abs_diff(h) > MAX_JUMP
         {
             self.restart();
             self.stats.restarts += 1;
-            return self.handle_packet(now, sequence, timestamp, payload);
+            return self.handle_packet(now, sequence, timestamp, marker, payload);
+        }
+        if let Some(dry) = self.dry
+            && self.packets.is_empty()
+            && let Some(n) = self.next
+            && (ext > n || (ext == n && (marker || self.paused(dry, ext, timestamp))))
+        {
+            // Frames skipped in sequence while dry were never sent (a
+            // sender counting through its pause) or are gone: concealing
+            // them one per interval would only hold back the new speech.
+            // The sender paused: a new talkspurt starts at this packet.
+            self.dry = None;
+            self.target = dry.target;
+            self.stats.underruns = self.stats.underruns.saturating_sub(1);
+            self.stats.talkspurts += 1;
+            self.next = Some(ext);
+            self.previous = None;
         }
         self.update_jitter(now, timestamp);
         if self.started && self.next.is_some_and(|n| ext < n) {
@@ -167,7 +220,7 @@ impl JitterBuffer {
         }
         self.stats.received += 1;
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
-        self.packets.insert(ext, payload.to_vec());
+        self.packets.insert(ext, (timestamp, payload.to_vec()));
         if !self.started && self.next.is_none_or(|n| ext < n) {
             // Before play starts, it starts at the oldest packet.
             self.next = Some(ext);
@@ -196,13 +249,22 @@ impl JitterBuffer {
             self.buffering = false;
             self.started = true;
         }
-        if let Some(payload) = self.packets.remove(&next) {
+        if let Some((ts, payload)) = self.packets.remove(&next) {
             self.next = Some(next + 1);
             self.stats.played += 1;
+            self.dry = None;
+            self.played_ts = Some((next, ts));
             return Playout::Frame(payload);
         }
         if self.packets.is_empty() {
-            // Run dry: the sender is late, not lossy. Wait deeper.
+            // Run dry: the sender is late, not lossy (wait deeper), unless
+            // it paused, which its next packet tells (`handle_packet`).
+            if self.dry.is_none() {
+                self.dry = Some(Dry {
+                    target: self.target,
+                    last: self.played_ts,
+                });
+            }
             self.buffering = true;
             self.stats.underruns += 1;
             self.target = (self.target + 1).min(self.max);
@@ -220,8 +282,25 @@ impl JitterBuffer {
         self.stats.restarts += 1;
     }
 
+    /// True when a packet `ext` with `timestamp`, arriving at a dry buffer,
+    /// moved on in time further than in sequence since the last played
+    /// packet: the sender stopped sending in a pause (DTX without a marker).
+    fn paused(&self, dry: Dry, ext: u64, timestamp: u32) -> bool {
+        let Some((seq, ts)) = dry.last else {
+            return false;
+        };
+        let packets = ext.saturating_sub(seq);
+        let ticks = u64::from(timestamp.wrapping_sub(ts));
+        // Frame length in RTP ticks.
+        let frame = self.frame.as_micros() as u64 * u64::from(self.clock) / 1_000_000;
+        // A timestamp that went back wraps to a huge value: not a pause.
+        ticks < u64::from(self.clock) * 3_600 && ticks > (packets + 1) * frame.max(1)
+    }
+
     fn restart(&mut self) {
         self.late_run = 0;
+        self.dry = None;
+        self.played_ts = None;
         self.packets.clear();
         self.next = None;
         self.highest = None;
@@ -299,7 +378,7 @@ mod tests {
                 // Timestamps advance with the frames, not with the 16-bit
                 // sequence number (they wrap at 2^32, not 2^16).
                 let ts = u32::from(seq.wrapping_sub(packets[0].1)) * 160;
-                jb.handle_packet(at(t), seq, ts, &seq.to_be_bytes());
+                jb.handle_packet(at(t), seq, ts, false, &seq.to_be_bytes());
                 i += 1;
             }
             out.push(match jb.poll_frame() {
@@ -361,7 +440,7 @@ mod tests {
         assert_eq!(out.last().map(String::as_str), Some("89"), "{out:?}");
         assert!(out.contains(&"60".to_string()), "{out:?}");
         let mut jb = JitterBuffer::new(FRAME, 8000, 1, 10);
-        jb.handle_packet(at(0), 7, 0, &[1]);
+        jb.handle_packet(at(0), 7, 0, false, &[1]);
         jb.reset();
         assert_eq!(jb.poll_frame(), Playout::Waiting);
         assert_eq!(jb.stats().restarts, 1);
@@ -399,13 +478,19 @@ mod tests {
         for i in 0..200u16 {
             // Every other packet 30 ms late.
             let late = if i % 2 == 1 { 30 } else { 0 };
-            jb.handle_packet(at(u64::from(i) * 20 + late), i, u32::from(i) * 160, &[0]);
+            jb.handle_packet(
+                at(u64::from(i) * 20 + late),
+                i,
+                u32::from(i) * 160,
+                false,
+                &[0],
+            );
         }
         assert!(jb.jitter() > Duration::from_millis(15), "{:?}", jb.jitter());
         assert!(jb.target() >= 3, "target {}", jb.target());
         let mut calm = JitterBuffer::new(FRAME, 8000, 1, 10);
         for i in 0..200u16 {
-            calm.handle_packet(at(u64::from(i) * 20), i, u32::from(i) * 160, &[0]);
+            calm.handle_packet(at(u64::from(i) * 20), i, u32::from(i) * 160, false, &[0]);
         }
         assert_eq!(calm.target(), 1);
     }
@@ -414,13 +499,90 @@ mod tests {
     fn a_big_jump_restarts_and_overflow_is_bounded() {
         let mut jb = JitterBuffer::new(FRAME, 8000, 1, 4);
         for s in 0..10u16 {
-            jb.handle_packet(at(0), s, u32::from(s) * 160, &[s as u8]);
+            jb.handle_packet(at(0), s, u32::from(s) * 160, false, &[s as u8]);
         }
         assert_eq!(jb.depth(), 4);
         assert_eq!(jb.stats().overflow, 6);
         assert_eq!(jb.poll_frame(), Playout::Frame(vec![6]));
-        jb.handle_packet(at(20), 30_000, 0, &[99]);
+        jb.handle_packet(at(20), 30_000, 0, false, &[99]);
         assert_eq!(jb.stats().restarts, 1);
         assert_eq!(jb.poll_frame(), Playout::Frame(vec![99]));
+    }
+
+    /// A DTX sender (a phone with silence suppression, Asterisk bridging a
+    /// Local channel): talkspurts of 1 s with pauses of 2 s in which it
+    /// sends nothing; each talkspurt starts with the marker bit and a
+    /// timestamp that moved on by the pause. `counts_through` is a sender
+    /// whose sequence number also advanced through the pause.
+    fn dtx_sender(marker: bool, counts_through: bool) -> Vec<(u64, u16, u32, bool)> {
+        let mut out = Vec::new();
+        let mut seq = 1000u16;
+        for spurt in 0..5u64 {
+            let start = spurt * 3_000;
+            for i in 0..50u64 {
+                let t = start + i * 20;
+                out.push((t, seq, (t * 8) as u32, marker && i == 0));
+                seq = seq.wrapping_add(1);
+            }
+            if counts_through {
+                seq = seq.wrapping_add(100);
+            }
+        }
+        out
+    }
+
+    /// Plays `packets` polling every 20 ms; returns (arrival ms, play ms)
+    /// of each packet's payload (its sequence number) and the stats.
+    fn play_dtx(packets: &[(u64, u16, u32, bool)]) -> (Vec<(u64, u64)>, JitterStats) {
+        let mut jb = JitterBuffer::new(FRAME, 8000, 2, 15);
+        let mut played = Vec::new();
+        let mut i = 0;
+        for tick in 0..(16_000 / 20) {
+            let now = tick * 20 + 5;
+            while i < packets.len() && packets[i].0 <= now {
+                let (t, seq, ts, m) = packets[i];
+                jb.handle_packet(at(t), seq, ts, m, &seq.to_be_bytes());
+                i += 1;
+            }
+            if let Playout::Frame(b) = jb.poll_frame() {
+                let seq = u16::from_be_bytes([b[0], b[1]]);
+                let sent = packets.iter().find(|p| p.1 == seq).map_or(0, |p| p.0);
+                played.push((sent, now));
+            }
+        }
+        (played, jb.stats())
+    }
+
+    #[test]
+    fn a_new_talkspurt_plays_from_its_first_packet_at_the_same_depth() {
+        for (marker, counts_through) in [(true, false), (false, false), (true, true), (false, true)]
+        {
+            let packets = dtx_sender(marker, counts_through);
+            let (played, st) = play_dtx(&packets);
+            let what = format!("marker {marker}, counts through {counts_through}: {st:?}");
+            // Every packet of every talkspurt is played, none concealed.
+            assert_eq!(played.len(), packets.len(), "{what}");
+            assert_eq!((st.lost, st.overflow, st.late), (0, 0, 0), "{what}");
+            assert_eq!(st.talkspurts, 4, "{what}");
+            // The 5th talkspurt is delayed no more than the 1st: pauses do
+            // not deepen the buffer.
+            let delay = |k: usize| played[k * 50].1 - played[k * 50].0;
+            assert!(delay(4) <= delay(0), "{what}: {} vs {}", delay(4), delay(0));
+            assert!(delay(4) <= 60, "{what}: {} ms", delay(4));
+        }
+    }
+
+    #[test]
+    fn a_late_sender_is_still_an_underrun() {
+        // Contiguous timestamps after a 100 ms stall: the network held the
+        // packets, the sender did not pause.
+        let mut jb = JitterBuffer::new(FRAME, 8000, 1, 10);
+        jb.handle_packet(at(0), 1, 0, false, &[1]);
+        assert_eq!(jb.poll_frame(), Playout::Frame(vec![1]));
+        assert_eq!(jb.poll_frame(), Playout::Waiting);
+        jb.handle_packet(at(120), 2, 160, false, &[2]);
+        assert_eq!(jb.stats().underruns, 1);
+        assert_eq!(jb.stats().talkspurts, 0);
+        assert_eq!(jb.target(), 2);
     }
 }

@@ -210,6 +210,12 @@ pub struct Negotiated {
     pub codec: Codec,
     /// Its payload type (the offerer's number for it).
     pub payload_type: u8,
+    /// The other codecs both sides have, in our order of preference, with
+    /// the offerer's payload types. The answer lists them after `codec`,
+    /// so an offerer that cannot translate `codec` (Asterisk without
+    /// codec_opus) can pick one of them; a peer that sends one of them is
+    /// followed (see `Negotiated::switch_to`).
+    pub alternatives: Vec<(Codec, u8)>,
     /// The telephone-event payload type, if offered.
     pub telephone_event: Option<u8>,
     /// Its clock rate: the codec's when offered so, else 8,000.
@@ -228,6 +234,21 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
+    /// The same media with the answered codec of `payload_type` as the
+    /// one in use (the peer chose it); `None` if it was not answered.
+    pub fn switch_to(&self, payload_type: u8) -> Option<Negotiated> {
+        let &(codec, pt) = self
+            .alternatives
+            .iter()
+            .find(|(_, pt)| *pt == payload_type)?;
+        let mut n = self.clone();
+        n.alternatives.retain(|&(_, p)| p != pt);
+        n.alternatives.insert(0, (self.codec, self.payload_type));
+        n.codec = codec;
+        n.payload_type = pt;
+        Some(n)
+    }
+
     /// True when the offerer holds the call (it sends only, or nothing, or
     /// gives no address).
     pub fn on_hold(&self) -> bool {
@@ -441,19 +462,21 @@ pub fn negotiate(
         .enumerate()
         .find(|(_, m)| m.kind == "audio" && m.port != 0 && m.proto == "RTP/AVP")
         .ok_or(NegotiationError::NoAudio)?;
-    let mut chosen = None;
-    'pref: for &codec in preferences {
-        for &pt in &media.formats {
-            let Some((name, rate)) = media.encoding(pt) else {
-                continue;
-            };
-            if name == codec.name().to_ascii_lowercase() && rate == codec.clock_rate() {
-                chosen = Some((codec, pt));
-                break 'pref;
-            }
+    let mut shared = Vec::new();
+    for &codec in preferences {
+        let found = media.formats.iter().copied().find(|&pt| {
+            media.encoding(pt).is_some_and(|(name, rate)| {
+                name == codec.name().to_ascii_lowercase() && rate == codec.clock_rate()
+            })
+        });
+        if let Some(pt) = found
+            && !shared.iter().any(|&(c, _)| c == codec)
+        {
+            shared.push((codec, pt));
         }
     }
-    let Some((codec, payload_type)) = chosen else {
+    let mut shared = shared.into_iter();
+    let Some((codec, payload_type)) = shared.next() else {
         let offered: Vec<String> = media
             .formats
             .iter()
@@ -483,6 +506,7 @@ pub fn negotiate(
     Ok(Negotiated {
         codec,
         payload_type,
+        alternatives: shared.collect(),
         telephone_event,
         telephone_event_rate,
         remote: SocketAddr::new(ip, media.port),
@@ -516,24 +540,25 @@ pub fn answer(n: &Negotiated, local: SocketAddr, session_id: u64, version: u64) 
             let _ = write!(s, "m={} 0 {} {fmt}\r\n", m.kind, m.proto);
             continue;
         }
-        let _ = write!(s, "m=audio {} RTP/AVP {}", local.port(), n.payload_type);
+        let codecs =
+            std::iter::once((n.codec, n.payload_type)).chain(n.alternatives.iter().copied());
+        let _ = write!(s, "m=audio {} RTP/AVP", local.port());
+        for (_, pt) in codecs.clone() {
+            let _ = write!(s, " {pt}");
+        }
         if let Some(te) = n.telephone_event {
             let _ = write!(s, " {te}");
         }
         s.push_str("\r\n");
-        match n.codec {
-            Codec::Opus => {
-                let _ = write!(s, "a=rtpmap:{} opus/48000/2\r\n", n.payload_type);
-                let _ = write!(s, "a=fmtp:{} useinbandfec=1\r\n", n.payload_type);
-            }
-            c => {
-                let _ = write!(
-                    s,
-                    "a=rtpmap:{} {}/{}\r\n",
-                    n.payload_type,
-                    c.name(),
-                    c.clock_rate()
-                );
+        for (codec, pt) in codecs {
+            match codec {
+                Codec::Opus => {
+                    let _ = write!(s, "a=rtpmap:{pt} opus/48000/2\r\n");
+                    let _ = write!(s, "a=fmtp:{pt} useinbandfec=1\r\n");
+                }
+                c => {
+                    let _ = write!(s, "a=rtpmap:{pt} {}/{}\r\n", c.name(), c.clock_rate());
+                }
             }
         }
         if let Some(te) = n.telephone_event {
@@ -705,6 +730,42 @@ a=sendrecv\r\n";
         assert!(a.contains("m=audio 30000 RTP/AVP 0 101\r\n"));
         assert!(a.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"));
         assert!(a.contains("a=ptime:20\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\n"));
+    }
+
+    /// Asterisk 22 has no Opus codec of its own (codec_opus is a separate
+    /// download): an answer of Opus alone fails there with `Unable to find
+    /// a codec translation path`. Every shared codec is answered, in our
+    /// order, so the offerer can take one it translates
+    /// (`res_pjsip_sdp_rtp.c` picks from the joint capabilities).
+    #[test]
+    fn the_answer_lists_every_shared_codec_in_our_order() {
+        let n = negotiate(
+            &offer(ASTERISK_OFFER),
+            &[Codec::Opus, Codec::Pcma, Codec::Pcmu],
+        )
+        .expect("ok");
+        assert_eq!((n.codec, n.payload_type), (Codec::Opus, 107));
+        assert_eq!(n.alternatives, vec![(Codec::Pcma, 8), (Codec::Pcmu, 0)]);
+        let a = answer(&n, "127.0.0.1:30000".parse().expect("addr"), 42, 1);
+        assert!(a.contains("m=audio 30000 RTP/AVP 107 8 0 101\r\n"), "{a}");
+        assert!(a.contains("a=rtpmap:8 PCMA/8000\r\n"), "{a}");
+        assert!(a.contains("a=rtpmap:0 PCMU/8000\r\n"), "{a}");
+        // A codec we do not have is not answered.
+        let n = negotiate(&offer(ASTERISK_OFFER), &[Codec::Pcmu]).expect("ok");
+        assert!(n.alternatives.is_empty());
+        // The peer sends PCMA: both directions follow it, Opus stays answered.
+        let n = negotiate(
+            &offer(ASTERISK_OFFER),
+            &[Codec::Opus, Codec::Pcma, Codec::Pcmu],
+        )
+        .expect("ok");
+        let switched = n.switch_to(8).expect("PCMA was answered");
+        assert_eq!((switched.codec, switched.payload_type), (Codec::Pcma, 8));
+        assert_eq!(
+            switched.alternatives,
+            vec![(Codec::Opus, 107), (Codec::Pcmu, 0)]
+        );
+        assert!(n.switch_to(9).is_none());
     }
 
     #[test]

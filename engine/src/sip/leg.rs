@@ -145,15 +145,8 @@ pub(super) async fn run(mut leg: Leg) {
                 let media = leg.media.borrow_and_update().clone();
                 info!(codec = ?media.codec, remote = %media.remote, hold = media.on_hold(), "sip media changed");
                 if media.codec != stream.media.codec || media.ptime != stream.media.ptime {
-                    match Stream::new(media) {
-                        Ok(s) => stream = s,
-                        Err(e) => {
-                            warn!("sip media: {e}");
-                            break;
-                        }
-                    }
-                    ticker = tokio::time::interval(stream.ptime());
-                    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    let Some(t) = restart(&mut stream, media) else { break };
+                    ticker = t;
                     first_out = true;
                     ssrc = None;
                 } else {
@@ -202,6 +195,17 @@ pub(super) async fn run(mut leg: Leg) {
                     heard_from = Some(from);
                     remote = from;
                 }
+                if p.payload_type != stream.media.payload_type
+                    && let Some(media) = stream.media.switch_to(p.payload_type)
+                {
+                    // The offerer chose another codec of our answer: follow
+                    // it both ways (it may not be able to translate ours).
+                    info!(codec = ?media.codec, "sip peer sends another answered codec: switching to it");
+                    let Some(t) = restart(&mut stream, media) else { break };
+                    ticker = t;
+                    first_out = true;
+                    ssrc = None;
+                }
                 if p.payload_type == stream.media.payload_type {
                     if ssrc.is_some_and(|s| s != p.ssrc) {
                         // A new stream (the peer's media was re-anchored).
@@ -209,7 +213,7 @@ pub(super) async fn run(mut leg: Leg) {
                         stream.jitter.reset();
                     }
                     ssrc = Some(p.ssrc);
-                    stream.jitter.handle_packet(now(), p.sequence, p.timestamp, &p.payload);
+                    stream.jitter.handle_packet(now(), p.sequence, p.timestamp, p.marker, &p.payload);
                 } else if Some(p.payload_type) == stream.media.telephone_event
                     && let Some(d) = dtmf.handle(p.timestamp, &p.payload)
                 {
@@ -267,6 +271,21 @@ pub(super) async fn run(mut leg: Leg) {
         late_ticks,
         "sip media ended"
     );
+}
+
+/// Both directions on new media (another codec or packet time): the new
+/// stream and its frame clock, or `None` (logged) if its codec cannot run.
+fn restart(stream: &mut Stream, media: Negotiated) -> Option<tokio::time::Interval> {
+    match Stream::new(media) {
+        Ok(s) => *stream = s,
+        Err(e) => {
+            warn!("sip media: {e}");
+            return None;
+        }
+    }
+    let mut ticker = tokio::time::interval(stream.ptime());
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    Some(ticker)
 }
 
 /// The driver's samples at the codec's rate: `None` when they already are,
