@@ -11,6 +11,12 @@
 //! connection closes, and when the application hangs the channel up, the
 //! hook's `hangup` watch fires.
 //!
+//! As in Asterisk 22, an external media channel enters the application
+//! (its StasisStart) only after the answer to `POST /channels/externalMedia`
+//! has gone out, a few milliseconds later by default
+//! ([`FakeAri::delay_media_stasis_start`]), and until then `addChannel`
+//! refuses it with 422.
+//!
 //! It checks HTTP Basic credentials (`user` / `password` given at start)
 //! and answers errors with Asterisk's status codes and `{"message"}` bodies.
 //!
@@ -32,13 +38,19 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as WsRequest};
 
 use crate::model::{Bridge, CallerId, Channel, DialplanLocation, Playback};
+
+/// How long after answering `POST /channels/externalMedia` the channel
+/// enters the application, unless a test says otherwise: Asterisk's dial
+/// thread runs `Stasis()` on it after the answer, a few milliseconds later
+/// on an idle machine.
+const MEDIA_START_DELAY: Duration = Duration::from_millis(5);
 
 /// What the hook gets for an external media channel.
 #[derive(Debug)]
@@ -98,7 +110,8 @@ pub struct FakeChannel {
     pub channel: Channel,
     /// Its variables.
     pub vars: BTreeMap<String, String>,
-    /// Still in the Stasis application.
+    /// In the Stasis application (an external media channel only once its
+    /// StasisStart went out).
     pub in_stasis: bool,
     /// Where `continue` sent it, if it was continued.
     pub continued_to: Option<DialplanLocation>,
@@ -127,6 +140,9 @@ struct Inner {
     hangups: BTreeMap<String, watch::Sender<bool>>,
     next_id: u64,
     hook: Option<Hook>,
+    /// When an external media channel enters the application after its
+    /// POST was answered; `None`: never.
+    media_start: Option<Duration>,
 }
 
 enum WsCommand {
@@ -174,7 +190,10 @@ impl FakeAri {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
             ),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                media_start: Some(MEDIA_START_DELAY),
+                ..Inner::default()
+            }),
         });
         let (http_tx, http_rx) = mpsc::channel(64);
         let router = axum::Router::new()
@@ -203,6 +222,14 @@ impl FakeAri {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.shared.lock().hook = Some(Arc::new(move |leg| Box::pin(hook(leg))));
+    }
+
+    /// When external media channels enter the application (StasisStart):
+    /// `Some(d)`, `d` after the answer to their `POST
+    /// /channels/externalMedia` went out (5 ms unless set); `None`, never,
+    /// so `addChannel` refuses them with 422 for good.
+    pub fn delay_media_stasis_start(&self, delay: Option<Duration>) {
+        self.shared.lock().media_start = delay;
     }
 
     /// A new caller channel enters the application (StasisStart). Returns
@@ -441,6 +468,39 @@ fn leave_stasis(inner: &mut Inner, app: &str, id: &str) {
     }
 }
 
+/// The channel enters the application: from now on bridges take it, and
+/// StasisStart goes out. Asterisk does it in this order too
+/// (res/res_stasis.c, `stasis_app_exec`: the control `addChannel` looks up
+/// is linked, then the start message is sent). A channel hung up
+/// meanwhile never enters.
+fn enter_stasis(inner: &mut Inner, app: &str, id: &str, args: &[String]) {
+    let Some(ch) = inner.channels.get_mut(id) else {
+        return;
+    };
+    ch.in_stasis = true;
+    let channel = ch.channel.clone();
+    broadcast(
+        inner,
+        &event(
+            app,
+            "StasisStart",
+            json!({"args": args, "channel": channel}),
+        ),
+    );
+}
+
+/// Fires its sender when dropped.
+#[derive(Debug)]
+struct OnDrop(Option<oneshot::Sender<()>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// Connections handed to axum.
 struct Split {
     rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
@@ -572,6 +632,24 @@ fn ok_json(v: &impl serde::Serialize) -> Response {
         .into_response()
 }
 
+/// Like [`ok_json`], and `sent` fires once the connection has taken the
+/// body, that is after the handler returned and the answer is on its way.
+fn ok_json_then(v: &impl serde::Serialize, sent: oneshot::Sender<()>) -> Response {
+    let json = Bytes::from(serde_json::to_string(v).unwrap_or_default());
+    let guard = OnDrop(Some(sent));
+    let body = futures_util::stream::once(async move {
+        // Dropped, and so fired, as the body's only chunk is handed over.
+        let _guard = guard;
+        Ok::<Bytes, std::convert::Infallible>(json)
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
@@ -667,22 +745,43 @@ async fn rest(
                 channelvars: None,
                 tenantid: None,
             };
+            // As Asterisk 22 does it (res/ari/resource_channels.c,
+            // `ast_ari_channels_external_media` and
+            // `ari_channels_handle_originate_with_id`): the channel is made
+            // (chan_audiosocket connects to the media host as it is
+            // requested, so the hook starts now), the answer goes out, and
+            // only then does a dial thread (`ari_originate_dial`) run
+            // `Stasis(app,data)` on it. Until that, `addChannel` finds no
+            // control for it and answers 422 (res/ari/resource_bridges.c,
+            // `find_channel_control`); StasisStart then reaches the
+            // websocket through the application (res/stasis/app.c,
+            // `app_send`).
             inner.channels.insert(
                 id.clone(),
                 FakeChannel {
                     channel: channel.clone(),
                     vars,
-                    in_stasis: true,
+                    in_stasis: false,
                     continued_to: None,
                     redirected_to: None,
                 },
             );
             let (hangup_tx, hangup) = watch::channel(false);
             inner.hangups.insert(id.clone(), hangup_tx);
-            broadcast(
-                &inner,
-                &event(&app, "StasisStart", json!({"args": [], "channel": channel})),
-            );
+            let (sent_tx, sent_rx) = oneshot::channel();
+            if let Some(delay) = inner.media_start {
+                let shared = Arc::clone(&shared);
+                let id = id.clone();
+                let args: Vec<String> = param("data").into_iter().collect();
+                tokio::spawn(async move {
+                    // Err: the client went away before the answer; Asterisk
+                    // goes on all the same.
+                    let _ = sent_rx.await;
+                    tokio::time::sleep(delay).await;
+                    let mut inner = shared.lock();
+                    enter_stasis(&mut inner, &shared.app, &id, &args);
+                });
+            }
             if let Some(hook) = inner.hook.clone() {
                 let leg = MediaLeg {
                     channel_id: id.clone(),
@@ -700,7 +799,7 @@ async fn rest(
                     destroy_channel(&mut inner, &shared.app, &id, 16, true);
                 });
             }
-            ok_json(&channel)
+            ok_json_then(&channel, sent_tx)
         }
         ("GET", ["channels", id]) => match inner.channels.get(*id) {
             Some(c) => ok_json(&c.channel),

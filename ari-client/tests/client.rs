@@ -124,6 +124,15 @@ async fn rest_calls_reach_the_right_resources() {
         Some("2b1c0000-0000-4000-8000-000000000001")
     );
 
+    // As in Asterisk 22, the media channel enters the application after
+    // the POST is answered; only then can it join a bridge.
+    match next_event(&mut events).await {
+        Event::StasisStart { channel, args, .. } => {
+            assert_eq!(channel.id, "em-1");
+            assert_eq!(args, vec!["2b1c0000-0000-4000-8000-000000000001"]);
+        }
+        other => panic!("{other:?}"),
+    }
     client
         .add_channels("b-1", &[&id, "em-1"])
         .await

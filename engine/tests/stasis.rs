@@ -5,6 +5,9 @@
 //!
 //! Each scenario checks what Asterisk would be left with: no bridge, no
 //! media channel, and the caller either hung up or sent on in the dialplan.
+//! As in Asterisk 22, the fake sends an external media channel's
+//! StasisStart only after answering the POST that made it, and refuses to
+//! bridge it before.
 
 // Test helpers may unwrap: a broken fixture must stop the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -167,6 +170,48 @@ async fn all_torn_down(fake: &FakeAri, keep: &[&str], within: Duration) -> bool 
         f.bridges().is_empty() && f.channel_ids().iter().all(|c| keep.contains(&c.as_str()))
     })
     .await
+}
+
+/// Waits until hark's bridges and media channels are gone and the caller
+/// `id` went back to the dialplan with `HARK_OUTCOME=failed`.
+async fn sent_back_failed(fake: &FakeAri, id: &str, within: Duration) -> bool {
+    fake.wait_until(within, |f| {
+        f.bridges().is_empty()
+            && f.channel_ids().iter().all(|c| !c.starts_with("hark-em-"))
+            && f.channel(id).is_some_and(|ch| {
+                !ch.in_stasis
+                    && ch.continued_to.is_some()
+                    && ch.vars.get("HARK_OUTCOME").map(String::as_str) == Some("failed")
+            })
+    })
+    .await
+}
+
+/// The stored row of call `uuid`, once `done` holds for it (within 5 s).
+async fn stored_call(
+    dir: &std::path::Path,
+    tenant: &str,
+    uuid: &str,
+    done: impl Fn(&hark::store::CallRow) -> bool,
+) -> hark::store::CallRow {
+    let store = hark::store::Store::open(
+        &format!("sqlite://{}", dir.join("calls.db").display()),
+        false,
+        "default",
+    )
+    .await
+    .unwrap();
+    let mut last = None;
+    for _ in 0..100 {
+        if let Ok(d) = store.call(tenant, uuid).await {
+            if done(&d.call) {
+                return d.call;
+            }
+            last = Some(d.call);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("call {uuid} not stored as expected; last seen: {last:#?}");
 }
 
 async fn next_leg(legs: &mut mpsc::Receiver<Leg>, within: Duration) -> Leg {
@@ -416,31 +461,33 @@ fn rest_errors_and_a_dead_media_path_leave_nothing_behind() {
     let rt = runtime();
     let fake = rt.block_on(FakeAri::start("hark", "hark", "pw")).unwrap();
     let mut daemon = start(&fake, "", "");
+    let dir = daemon.dir().to_path_buf();
     rt.block_on(async {
-        // 500 on answer: the call cannot start; the caller is hung up.
+        // Each failed set-up sends its caller back to the dialplan.
+        // 500 on answer: the call cannot start.
         let _legs = media_side(&fake, Caller::talking(500));
         fake.fail("POST", "/answer", 500, 1);
         let (a, _) = fake.start_call(&call(&[]));
         assert!(
-            all_torn_down(&fake, &[], Duration::from_secs(5)).await,
+            sent_back_failed(&fake, &a, Duration::from_secs(5)).await,
             "a: {:?}",
             fake.channel(&a)
         );
 
         // 500 on externalMedia after the bridge exists: bridge destroyed.
         fake.fail("POST", "/externalMedia", 500, 1);
-        fake.start_call(&call(&[]));
+        let (b, _) = fake.start_call(&call(&[]));
         assert!(
-            all_torn_down(&fake, &[], Duration::from_secs(5)).await,
+            sent_back_failed(&fake, &b, Duration::from_secs(5)).await,
             "{:?}",
             fake.bridges()
         );
 
         // The channel is gone (404) when hark adds it to the bridge.
         fake.fail("POST", "/addChannel", 404, 1);
-        fake.start_call(&call(&[]));
+        let (c, _) = fake.start_call(&call(&[]));
         assert!(
-            all_torn_down(&fake, &[], Duration::from_secs(5)).await,
+            sent_back_failed(&fake, &c, Duration::from_secs(5)).await,
             "{:?}",
             fake.bridges()
         );
@@ -448,9 +495,9 @@ fn rest_errors_and_a_dead_media_path_leave_nothing_behind() {
         // Cleanup itself meets a 500 once: retried.
         fake.fail("DELETE", "/bridges/", 500, 1);
         fake.fail("POST", "/externalMedia", 500, 1);
-        fake.start_call(&call(&[]));
+        let (d, _) = fake.start_call(&call(&[]));
         assert!(
-            all_torn_down(&fake, &[], Duration::from_secs(5)).await,
+            sent_back_failed(&fake, &d, Duration::from_secs(5)).await,
             "{:?}",
             fake.bridges()
         );
@@ -465,7 +512,7 @@ fn rest_errors_and_a_dead_media_path_leave_nothing_behind() {
             },
         );
         let started = Instant::now();
-        fake.start_call(&call(&[]));
+        let (id, _) = fake.start_call(&call(&[]));
         let leg = next_leg(&mut legs, Duration::from_secs(5)).await;
         assert!(leg.report.is_none());
         assert!(
@@ -473,16 +520,129 @@ fn rest_errors_and_a_dead_media_path_leave_nothing_behind() {
             "{:?}",
             started.elapsed()
         );
-        assert!(all_torn_down(&fake, &[], Duration::from_secs(5)).await);
+        assert!(sent_back_failed(&fake, &id, Duration::from_secs(5)).await);
+        // No driver ever had this call: the session records it alone.
+        let row = stored_call(&dir, "default", &leg.uuid, |c| c.end_ms.is_some()).await;
+        assert_eq!(row.outcome.as_deref(), Some("failed"));
+        assert_eq!(
+            row.end_reason.as_deref(),
+            Some("the media leg did not connect within 1500 ms")
+        );
 
         // And hark still takes calls.
         let mut legs = media_side(&fake, Caller::talking(500));
-        fake.start_call(&call(&[]));
+        let (id, _) = fake.start_call(&call(&[]));
         let leg = next_leg(&mut legs, Duration::from_secs(10)).await;
         assert_eq!(leg.report.expect("ran").end, DialEnd::Finished);
-        assert!(all_torn_down(&fake, &[], Duration::from_secs(5)).await);
+        assert!(
+            fake.wait_until(Duration::from_secs(5), |f| f.bridges().is_empty()
+                && f.channel(&id).is_none()
+                && f.channel_ids().iter().all(|c| !c.starts_with("hark-em-")))
+                .await
+        );
     });
     assert!(daemon.wait_for_log("did not connect within 1500 ms", Duration::from_secs(1)));
+}
+
+#[test]
+fn every_setup_bridges_though_the_media_channel_enters_the_application_late() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeAri::start("hark", "hark", "pw")).unwrap();
+    // A busy Asterisk: each external media channel's StasisStart comes
+    // 80 ms after the answer to its POST, and bridging it before then is
+    // refused with 422 (6 set-ups in 17 failed so on a real Asterisk 22).
+    fake.delay_media_stasis_start(Some(Duration::from_millis(80)));
+    let _daemon = start(&fake, "", "");
+    rt.block_on(async {
+        let caller = Caller::talking(2000);
+        let sent = caller.audio.clone();
+        let mut legs = media_side(&fake, caller);
+        const CALLS: usize = 10;
+        for _ in 0..CALLS {
+            fake.start_call(&call(&[]));
+        }
+        assert!(
+            fake.wait_until(Duration::from_secs(10), |f| f.bridges().len() == CALLS
+                && f.bridges().iter().all(|b| b.channels.len() == 2))
+                .await,
+            "every call bridged: {:?}",
+            fake.bridges()
+        );
+        for _ in 0..CALLS {
+            let leg = next_leg(&mut legs, Duration::from_secs(20)).await;
+            let report = leg.report.expect("the call ran to its end");
+            assert_eq!(report.end, DialEnd::Finished);
+            assert_echo(&report.received, &sent, RATE, Duration::from_millis(100));
+        }
+        // Every caller hung up at the end, none sent back as failed.
+        assert!(
+            all_torn_down(&fake, &[], Duration::from_secs(5)).await,
+            "left: {:?} {:?}",
+            fake.channel_ids(),
+            fake.bridges()
+        );
+    });
+}
+
+#[test]
+fn a_setup_that_fails_for_good_sends_the_caller_back_and_is_stored_failed() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeAri::start("hark", "hark", "pw")).unwrap();
+    // The media channel never enters the application: every addChannel
+    // for it is refused with 422.
+    fake.delay_media_stasis_start(None);
+    let daemon = start(&fake, "", "");
+    let dir = daemon.dir().to_path_buf();
+    rt.block_on(async {
+        // Its media leg connects and the call runs meanwhile, as with
+        // Asterisk, so a driver records the call too.
+        let mut legs = media_side(&fake, Caller::talking(20_000));
+        let started = Instant::now();
+        let (id, _) = fake.start_call(&call(&[("HARK_TENANT", "acme")]));
+        let leg = next_leg(&mut legs, Duration::from_secs(10)).await;
+        assert!(leg.report.is_none(), "hark hung the media channel up");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "hark waited for the StasisStart first: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            sent_back_failed(&fake, &id, Duration::from_secs(5)).await,
+            "{:?} {:?}",
+            fake.channel(&id),
+            fake.bridges()
+        );
+        let seen = fake.seen();
+        let adds = seen
+            .iter()
+            .filter(|s| s.method == "POST" && s.path.ends_with("/addChannel"))
+            .count();
+        assert!(adds > 1, "a 422 is tried again: {adds} attempt(s)");
+        assert!(
+            !seen
+                .iter()
+                .any(|s| s.method == "DELETE" && s.path.ends_with(&format!("channels/{id}"))),
+            "the caller is not hung up"
+        );
+
+        let row = stored_call(&dir, "acme", &leg.uuid, |c| {
+            c.outcome.as_deref() == Some("failed")
+        })
+        .await;
+        let reason = row.end_reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("add to bridge:")
+                && reason.contains("422 Channel not in Stasis application"),
+            "{reason}"
+        );
+        assert!(row.duration_ms.unwrap_or(0) >= 2000, "{row:?}");
+        // The media leg's own end, written first, does not overwrite it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = stored_call(&dir, "acme", &leg.uuid, |_| true).await;
+        assert_eq!(again.outcome.as_deref(), Some("failed"));
+        assert_eq!(again.end_reason, row.end_reason);
+    });
+    drop(daemon);
 }
 
 #[test]

@@ -13,7 +13,9 @@
 //! When the agent hands off, the caller leaves the bridge and continues in
 //! the dialplan at `[ari] handoff_*`, with `HARK_HANDOFF_TARGET` set. When
 //! either side hangs up, the session hangs up the other channels and
-//! destroys the bridge.
+//! destroys the bridge. When the set-up fails, the caller continues in the
+//! dialplan at the next priority with `HARK_OUTCOME=failed`, and the call
+//! is stored as failed with the reason.
 //!
 //! # Concurrency
 //! One controller task reads the events websocket (reconnected by
@@ -21,6 +23,11 @@
 //! through a small bounded channel; it never waits on a session. One task
 //! per session makes that call's REST requests in order. Audio never
 //! passes through either: it flows between Asterisk and the call's driver.
+//! Asterisk sends a media channel's StasisStart only after answering the
+//! request that created it, and bridges only channels in the application;
+//! the controller tells the session when it comes through a oneshot made
+//! with the session, before the session asks for the channel, so the
+//! event cannot pass unseen.
 //! After a websocket reconnect the controller asks every session to check
 //! its channels, since events sent while the socket was down are lost.
 
@@ -32,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ari_client::{AriConfig, Client, Delivery, DialplanTarget, Event, Events, Reconnect};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::StasisConfig;
@@ -127,6 +134,9 @@ impl Stasis {
         let mut events =
             Events::connect(self.events, ctx.config.events_queue, Reconnect::default());
         let mut sessions: HashMap<String, mpsc::Sender<Notice>> = HashMap::new();
+        // Media channels not yet in the application, by id, and the
+        // session waiting for their StasisStart.
+        let mut entering: HashMap<String, oneshot::Sender<()>> = HashMap::new();
         let (done_tx, mut done_rx) = mpsc::channel::<[String; 2]>(64);
         info!(url = %ctx.config.url, app = %ctx.config.app, "stasis mode: connecting to ARI");
         loop {
@@ -138,6 +148,7 @@ impl Stasis {
                 }
                 Some(ids) = done_rx.recv() => {
                     for id in ids {
+                        entering.remove(&id);
                         sessions.remove(&id);
                     }
                 }
@@ -156,7 +167,9 @@ impl Stasis {
                         warn!(%reason, calls = sessions.len() / 2, "ARI events lost; calls go on, reconnecting");
                     }
                     Some(Delivery::Malformed(e)) => debug!("ARI message skipped: {e}"),
-                    Some(Delivery::Event(e)) => route(&ctx, *e, &mut sessions, &done_tx),
+                    Some(Delivery::Event(e)) => {
+                        route(&ctx, *e, &mut sessions, &mut entering, &done_tx);
+                    }
                     Some(_) => {}
                 },
             }
@@ -170,12 +183,19 @@ fn route(
     ctx: &Arc<Ctx>,
     event: Event,
     sessions: &mut HashMap<String, mpsc::Sender<Notice>>,
+    entering: &mut HashMap<String, oneshot::Sender<()>>,
     done: &mpsc::Sender<[String; 2]>,
 ) {
     match event {
         Event::StasisStart { channel, args, .. } => {
+            if let Some(started) = entering.remove(&channel.id) {
+                // Our own external media channel entering the application:
+                // its session may bridge it now.
+                let _ = started.send(());
+                return;
+            }
             if sessions.contains_key(&channel.id) {
-                // Our own external media channel entering the application.
+                // A channel of a running session, again.
                 return;
             }
             if channel.id.starts_with(MEDIA_PREFIX) {
@@ -187,7 +207,7 @@ fn route(
                 return;
             }
             let live = &ctx.shared.live;
-            if live.draining.load(Ordering::Relaxed) || live.calls.available_permits() == 0 {
+            if live.spare() == 0 {
                 warn!(channel = %channel.id, "not taking the call (full or shutting down): back to the dialplan");
                 live.refused.fetch_add(1, Ordering::Relaxed);
                 let client = ctx.client.clone();
@@ -202,11 +222,13 @@ fn route(
                 return;
             }
             let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-            let session = session::Session::new(Arc::clone(ctx), channel, args, rx);
+            let (started_tx, started_rx) = oneshot::channel();
+            let session = session::Session::new(Arc::clone(ctx), channel, args, rx, started_rx);
             let ids = session.channel_ids();
             for id in &ids {
                 sessions.insert(id.clone(), tx.clone());
             }
+            entering.insert(session.media_id(), started_tx);
             let done = done.clone();
             tokio::spawn(async move {
                 session.run().await;

@@ -5,6 +5,14 @@
 //! never left with a bridge, a media channel or a caller nobody tends.
 //! Cleanup requests that fail transiently (Asterisk busy, 5xx) are retried;
 //! 404 means it is gone already, which is what cleanup wants.
+//!
+//! Asterisk answers `POST /channels/externalMedia` before the new channel
+//! enters the application, and a bridge takes only channels that are in
+//! it (422 "Channel not in Stasis application" before): the set-up waits
+//! for the media channel's StasisStart before bridging, and tries a 422
+//! again briefly. A set-up that fails for good sends the caller back to
+//! the dialplan with `HARK_OUTCOME=failed` and records the call as failed,
+//! with the reason.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,14 +25,32 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{BRIDGE_PREFIX, Ctx, MEDIA_PREFIX, Notice, rtp};
 use crate::config::{StasisMedia, check_tenant_id};
-use crate::registry::CallEnd;
-use crate::store::Registration;
+use crate::registry::{self, CallEnd};
+use crate::store::{CallStart, Registration, StoreEvent, now_ms};
 
 /// Attempts for a cleanup request that fails transiently.
 const CLEANUP_ATTEMPTS: u32 = 3;
 /// After the media channel is gone, how long to wait for the call's own
 /// end (with its hand-off decision) before tearing down without it.
 const MEDIA_END_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the media channel's StasisStart before bridging it
+/// anyway. Asterisk answers the POST that creates the channel first and
+/// starts `Stasis()` on it from a dial thread of its own
+/// (res/ari/resource_channels.c), usually a few milliseconds later; until
+/// then addChannel answers 422. Two seconds covers a loaded Asterisk and
+/// is still a short silence for a caller when something is broken.
+const MEDIA_START_WAIT: Duration = Duration::from_secs(2);
+/// Attempts at bridging while Asterisk answers 422 (the StasisStart was
+/// lost in a websocket gap, or the wait above ran out).
+const BRIDGE_ATTEMPTS: u32 = 4;
+/// The pause before the second attempt, doubled after each: 50, 100,
+/// 200 ms, so a set-up gives up within 350 ms of its first 422.
+const BRIDGE_BACKOFF: Duration = Duration::from_millis(50);
+/// Asterisk's status for bridging a channel that is not in the application
+/// (res/ari/resource_bridges.c, `find_channel_control`).
+const NOT_IN_APPLICATION: u16 = 422;
+/// `HARK_OUTCOME`, and the stored outcome, of a call whose set-up failed.
+const FAILED: &str = "failed";
 
 /// One caller channel in the application.
 #[derive(Debug)]
@@ -34,6 +60,17 @@ pub(super) struct Session {
     args: Vec<String>,
     uuid: String,
     notices: mpsc::Receiver<Notice>,
+    /// Fires when the media channel enters the application (the
+    /// controller saw its StasisStart). Taken by the set-up.
+    media_started: Option<oneshot::Receiver<()>>,
+    /// The call as registered; set by `register` before anything can fail,
+    /// to record the call if its set-up does.
+    registration: Option<Registration>,
+    /// When the session started (epoch ms).
+    started_ms: i64,
+    /// The set-up saw a websocket gap: check the channels by REST once the
+    /// call runs, as events may have been lost.
+    recheck: bool,
     /// Ends the RTP leg (RTP media only) when dropped.
     rtp_stop: Option<rtp::Stop>,
 }
@@ -45,16 +82,38 @@ enum Ending {
     Media(Option<CallEnd>),
     /// The caller is gone.
     CallerGone,
-    /// The media leg never connected.
-    SetupFailed(String),
+    /// The set-up failed, for `why`. `end` hears the media leg's end once
+    /// the call is registered (a driver may have taken it).
+    SetupFailed {
+        why: String,
+        end: Option<oneshot::Receiver<CallEnd>>,
+    },
+}
+
+/// Why a set-up stopped before the call could run.
+#[derive(Debug)]
+enum SetupError {
+    /// The caller hung up meanwhile (or the controller stopped).
+    CallerGone,
+    /// A step failed, in words.
+    Failed(String),
+}
+
+impl From<String> for SetupError {
+    fn from(why: String) -> Self {
+        SetupError::Failed(why)
+    }
 }
 
 impl Session {
+    /// `media_started` fires when the controller sees the media channel's
+    /// StasisStart.
     pub(super) fn new(
         ctx: Arc<Ctx>,
         caller: Channel,
         args: Vec<String>,
         notices: mpsc::Receiver<Notice>,
+        media_started: oneshot::Receiver<()>,
     ) -> Session {
         Session {
             ctx,
@@ -62,11 +121,16 @@ impl Session {
             args,
             uuid: uuid::Uuid::new_v4().to_string(),
             notices,
+            media_started: Some(media_started),
+            registration: None,
+            started_ms: now_ms(),
+            recheck: false,
             rtp_stop: None,
         }
     }
 
-    fn media_id(&self) -> String {
+    /// The id the session gives its external media channel.
+    pub(super) fn media_id(&self) -> String {
         format!("{MEDIA_PREFIX}{}", self.uuid)
     }
 
@@ -84,9 +148,16 @@ impl Session {
         let span = info_span!("stasis", channel = %self.caller.id, call_id = %self.uuid);
         async move {
             let started = Instant::now();
-            let ending = match self.set_up(started).await {
-                Ok(end) => self.wait(end, started).await,
-                Err(why) => Ending::SetupFailed(why),
+            let ending = match self.register().await {
+                Err(why) => Ending::SetupFailed { why, end: None },
+                Ok(end) => match self.connect(started).await {
+                    Ok(()) => self.wait(end, started).await,
+                    Err(SetupError::CallerGone) => Ending::CallerGone,
+                    Err(SetupError::Failed(why)) => Ending::SetupFailed {
+                        why,
+                        end: Some(end),
+                    },
+                },
             };
             self.tear_down(ending).await;
         }
@@ -94,9 +165,10 @@ impl Session {
         .await
     }
 
-    /// Answers, registers the call, creates the bridge and the media leg.
-    /// On error, what was made is undone by `tear_down`.
-    async fn set_up(&mut self, started: Instant) -> Result<oneshot::Receiver<CallEnd>, String> {
+    /// Answers the caller and registers the call under its UUID with the
+    /// agent and tenant the channel asked for. Returns the wait for the
+    /// media leg's end.
+    async fn register(&mut self) -> Result<oneshot::Receiver<CallEnd>, String> {
         let client = &self.ctx.client;
         let id = self.caller.id.clone();
         let (answered, agent_var, tenant_var) = tokio::join!(
@@ -104,7 +176,21 @@ impl Session {
             self.variable("HARK_AGENT"),
             self.variable("HARK_TENANT"),
         );
+        let registration = self.registration_for(agent_var, tenant_var);
+        // Kept before the answer is checked: a call that cannot be answered
+        // is recorded as failed too.
+        self.registration = Some(registration.clone());
         answered.map_err(|e| format!("answer: {e}"))?;
+        Ok(self.ctx.shared.registry.insert_and_watch(registration))
+    }
+
+    /// The call's registration: agent and tenant from `Stasis()`'s
+    /// arguments, else the channel variables, else the defaults.
+    fn registration_for(
+        &self,
+        agent_var: Option<String>,
+        tenant_var: Option<String>,
+    ) -> Registration {
         let shared = &self.ctx.shared;
         let arg = |key: &str| {
             self.args
@@ -113,21 +199,29 @@ impl Session {
                 .map(str::to_string)
         };
         let asked_agent = arg("agent").or(agent_var);
+        let default_agent = shared.agent_name(self.ctx.default_agent);
         let agent = match &asked_agent {
-            Some(name) => match shared.agent_index(name) {
-                Some(_) => name.clone(),
-                None => {
-                    warn!(agent = %name, "the channel asked for an agent hark does not have: using the default");
-                    shared.agent_name(self.ctx.default_agent).to_string()
-                }
-            },
-            None => shared.agent_name(self.ctx.default_agent).to_string(),
+            Some(name) if shared.agent_index(name).is_some() => name.clone(),
+            Some(name) => {
+                warn!(
+                    asked = %name,
+                    used = %default_agent,
+                    "the channel asked for an agent hark does not have: it gets the default agent"
+                );
+                default_agent.to_string()
+            }
+            None => default_agent.to_string(),
         };
         let tenant = match arg("tenant").or(tenant_var) {
             Some(t) if check_tenant_id(&t).is_ok() => t,
             Some(t) => {
-                warn!(tenant = %t, "the channel's tenant is not a valid id: using the default");
-                shared.default_tenant()
+                let used = shared.default_tenant();
+                warn!(
+                    asked = %t,
+                    %used,
+                    "the channel's tenant is not a valid id: it gets the default tenant"
+                );
+                used
             }
             None => shared.default_tenant(),
         };
@@ -145,40 +239,50 @@ impl Session {
             "args": self.args,
             "agent_asked": asked_agent,
         });
-        let end = shared.registry.insert_and_watch(Registration {
+        Registration {
             call_id: self.uuid.clone(),
-            tenant: tenant.clone(),
-            agent: agent.clone(),
+            tenant,
+            agent,
             caller_id: Some(self.caller.caller.number.clone()).filter(|n| !n.is_empty()),
             dnis: exten,
             direction: "inbound".into(),
             metadata: Some(metadata.to_string()),
-        });
+        }
+    }
 
+    /// Creates the bridge and the media leg, waits for the media channel to
+    /// enter the application, and bridges it with the caller. On error,
+    /// what was made is undone by `tear_down`.
+    async fn connect(&mut self, started: Instant) -> Result<(), SetupError> {
+        let ctx = Arc::clone(&self.ctx);
+        let client = &ctx.client;
+        let cfg = &ctx.config;
+        let (agent, tenant) = self
+            .registration
+            .as_ref()
+            .map(|r| (r.agent.clone(), r.tenant.clone()))
+            .unwrap_or_default();
         let bridge = self.bridge_id();
         client
             .create_bridge(&bridge, "hark")
             .await
             .map_err(|e| format!("create bridge: {e}"))?;
         let media = self.media_id();
-        let cfg = &self.ctx.config;
         let (external_host, encapsulation, format) = match cfg.media {
-            StasisMedia::AudioSocket => (
-                self.ctx.media_host.clone(),
-                Encapsulation::AudioSocket,
-                "slin",
-            ),
+            StasisMedia::AudioSocket => {
+                (ctx.media_host.clone(), Encapsulation::AudioSocket, "slin")
+            }
             StasisMedia::Rtp => {
                 let leg = rtp::RtpLeg::bind(cfg)
                     .await
                     .map_err(|e| format!("rtp: {e}"))?;
                 let host = leg.local_addr().to_string();
-                let agent_index = shared.agent_index(&agent).unwrap_or(self.ctx.default_agent);
+                let agent_index = ctx.shared.agent_index(&agent).unwrap_or(ctx.default_agent);
                 self.rtp_stop = Some(leg.start(
                     &self.uuid,
-                    Arc::clone(&self.ctx.shared),
+                    Arc::clone(&ctx.shared),
                     agent_index,
-                    self.ctx.phase.clone(),
+                    ctx.phase.clone(),
                 ));
                 (host, Encapsulation::Rtp, "ulaw")
             }
@@ -195,8 +299,8 @@ impl Session {
             })
             .await
             .map_err(|e| format!("external media: {e}"))?;
-        client
-            .add_channels(&bridge, &[&id, &media])
+        self.media_entered().await?;
+        self.add_to_bridge(&bridge, &[self.caller.id.as_str(), media.as_str()])
             .await
             .map_err(|e| format!("add to bridge: {e}"))?;
         info!(
@@ -205,7 +309,64 @@ impl Session {
             setup_ms = started.elapsed().as_millis() as u64,
             "stasis call set up"
         );
-        Ok(end)
+        Ok(())
+    }
+
+    /// Waits for the media channel to enter the application (its
+    /// StasisStart), at most `MEDIA_START_WAIT`. Running out, or a
+    /// websocket gap that may have lost the event, is no error: bridging
+    /// then tells.
+    async fn media_entered(&mut self) -> Result<(), SetupError> {
+        let Some(started) = self.media_started.take() else {
+            return Ok(());
+        };
+        let waited = Instant::now();
+        tokio::select! {
+            _ = started => {
+                debug!(
+                    wait_ms = waited.elapsed().as_millis() as u64,
+                    "the media channel entered the application"
+                );
+                Ok(())
+            }
+            () = tokio::time::sleep(MEDIA_START_WAIT) => {
+                warn!(
+                    wait_ms = MEDIA_START_WAIT.as_millis() as u64,
+                    "no StasisStart for the media channel: bridging it anyway"
+                );
+                Ok(())
+            }
+            notice = self.notices.recv() => match notice {
+                // The controller is gone (the server stopped).
+                None => Err(SetupError::CallerGone),
+                Some(Notice::Gone(id)) if id == self.caller.id => Err(SetupError::CallerGone),
+                Some(Notice::Gone(_)) => Err(SetupError::Failed(
+                    "the media channel ended before it entered the application".into(),
+                )),
+                Some(Notice::Check) => {
+                    self.recheck = true;
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Puts `channels` in the bridge. A 422 (a channel not in the
+    /// application yet) is tried again, `BRIDGE_ATTEMPTS` times at most.
+    async fn add_to_bridge(&self, bridge: &str, channels: &[&str]) -> Result<(), AriError> {
+        let mut pause = BRIDGE_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match self.ctx.client.add_channels(bridge, channels).await {
+                Err(e) if e.status() == Some(NOT_IN_APPLICATION) && attempt < BRIDGE_ATTEMPTS => {
+                    debug!(attempt, "add to bridge: {e}; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// A channel variable, from `channelvars` if Asterisk sent it, else by
@@ -228,16 +389,22 @@ impl Session {
         let setup_deadline = started + self.ctx.config.setup_timeout;
         let mut connected = false;
         let mut media_gone: Option<Instant> = None;
+        if std::mem::take(&mut self.recheck) && self.caller_gone_after_gap(&mut media_gone).await {
+            return Ending::CallerGone;
+        }
         loop {
             let grace = media_gone.map(|t| t + MEDIA_END_GRACE);
             tokio::select! {
                 e = &mut end => return Ending::Media(e.ok()),
                 () = tokio::time::sleep_until(setup_deadline), if !connected => {
                     if self.ctx.shared.registry.is_waiting(&self.uuid) {
-                        return Ending::SetupFailed(format!(
-                            "the media leg did not connect within {} ms",
-                            self.ctx.config.setup_timeout.as_millis()
-                        ));
+                        return Ending::SetupFailed {
+                            why: format!(
+                                "the media leg did not connect within {} ms",
+                                self.ctx.config.setup_timeout.as_millis()
+                            ),
+                            end: Some(end),
+                        };
                     }
                     connected = true;
                 }
@@ -250,17 +417,27 @@ impl Session {
                         media_gone.get_or_insert_with(Instant::now);
                     }
                     Some(Notice::Check) => {
-                        if self.gone(&self.caller.id.clone()).await {
-                            info!("the caller hung up while ARI events were down");
+                        if self.caller_gone_after_gap(&mut media_gone).await {
                             return Ending::CallerGone;
-                        }
-                        if self.gone(&self.media_id()).await {
-                            media_gone.get_or_insert_with(Instant::now);
                         }
                     }
                 },
             }
         }
+    }
+
+    /// After a websocket gap, asks Asterisk whether the channels are still
+    /// there. True if the caller is gone; a gone media channel is noted in
+    /// `media_gone`.
+    async fn caller_gone_after_gap(&self, media_gone: &mut Option<Instant>) -> bool {
+        if self.gone(&self.caller.id).await {
+            info!("the caller hung up while ARI events were down");
+            return true;
+        }
+        if self.gone(&self.media_id()).await {
+            media_gone.get_or_insert_with(Instant::now);
+        }
+        false
     }
 
     /// True if Asterisk says the channel no longer exists (or left Stasis).
@@ -275,8 +452,8 @@ impl Session {
         }
     }
 
-    /// Undoes everything: hands off or hangs up the caller, hangs up the
-    /// media channel, destroys the bridge.
+    /// Undoes everything: hands off, hangs up or (set-up failed) sends back
+    /// the caller, hangs up the media channel, destroys the bridge.
     async fn tear_down(&mut self, ending: Ending) {
         let client = self.ctx.client.clone();
         let caller = self.caller.id.clone();
@@ -331,10 +508,21 @@ impl Session {
                 let _ = retry("hang up caller", || client.hangup(&caller, "normal")).await;
             }
             Ending::CallerGone => info!("caller gone: hanging up the media leg"),
-            Ending::SetupFailed(why) => {
-                warn!("call setup failed: {why}; hanging up");
-                self.ctx.shared.registry.forget(&self.uuid);
-                let _ = retry("hang up caller", || client.hangup(&caller, "congestion")).await;
+            Ending::SetupFailed { why, .. } => {
+                warn!("call setup failed: {why}; back to the dialplan");
+                let _ = retry("set HARK_OUTCOME", || {
+                    client.set_variable(&caller, "HARK_OUTCOME", FAILED)
+                })
+                .await;
+                // The next priority: the dialplan after `Stasis()` decides.
+                let next = DialplanTarget::default();
+                let sent = retry("continue caller", || {
+                    client.continue_in_dialplan(&caller, &next)
+                })
+                .await;
+                if !sent {
+                    let _ = retry("hang up caller", || client.hangup(&caller, "congestion")).await;
+                }
             }
         }
         let _ = retry("hang up media channel", || client.hangup(&media, "normal")).await;
@@ -342,6 +530,72 @@ impl Session {
         self.rtp_stop = None;
         let _ = retry("destroy bridge", || client.destroy_bridge(&bridge)).await;
         info!(ending = ?ending_name(&ending), "stasis call over");
+        if let Ending::SetupFailed { why, end } = ending {
+            self.record_failure(&why, end).await;
+        }
+    }
+
+    /// Records the call as failed, with `why`: in the registry (the API's
+    /// outcome) and in the store. Called once the media channel is gone.
+    /// If a driver took the call (the media leg connected), it records its
+    /// own end: that is awaited first, within `MEDIA_END_GRACE`, so this
+    /// end is written after it and stands.
+    async fn record_failure(&self, why: &str, end: Option<oneshot::Receiver<CallEnd>>) {
+        let shared = &self.ctx.shared;
+        // Still registered now that the media channel is gone: no driver
+        // took the call, and none will.
+        let taken = !shared.registry.is_waiting(&self.uuid);
+        if let Some(end) = end.filter(|_| taken)
+            && tokio::time::timeout(MEDIA_END_GRACE, end).await.is_err()
+        {
+            debug!("the call's driver did not end in time: recording the failure anyway");
+        }
+        shared.registry.forget(&self.uuid);
+        shared.registry.set_outcome(
+            &self.uuid,
+            registry::Outcome {
+                outcome: FAILED.into(),
+                handoff_target: None,
+            },
+        );
+        let (Some(recorder), Some(r)) = (&shared.recorder, &self.registration) else {
+            return;
+        };
+        let mut recorder = recorder.clone();
+        let now = now_ms();
+        // The start too, in case no driver recorded one; a row that has it
+        // keeps its own.
+        recorder.record(StoreEvent::CallStarted(CallStart {
+            call_id: self.uuid.clone(),
+            tenant: r.tenant.clone(),
+            agent: r.agent.clone(),
+            caller_id: r.caller_id.clone(),
+            dnis: r.dnis.clone(),
+            direction: r.direction.clone(),
+            start_ms: self.started_ms,
+            answer_ms: None,
+            metadata: r.metadata.clone(),
+            node: Some(shared.config.node.clone()),
+        }));
+        let failed = crate::store::CallEnd {
+            call_id: self.uuid.clone(),
+            tenant: r.tenant.clone(),
+            agent: r.agent.clone(),
+            end_ms: now,
+            duration_ms: now.saturating_sub(self.started_ms).max(0),
+            outcome: FAILED.into(),
+            handoff_target: None,
+            reason: Some(why.to_string()),
+        };
+        // Journaled like the driver's end, after it: a crash replays both
+        // in order, and this one stands.
+        if let Some(ends) = &shared.ends
+            && let Err(e) = ends.append(failed.clone()).await
+        {
+            warn!(error = %e, "failed set-up not journaled");
+        }
+        recorder.record(StoreEvent::CallEnded(failed));
+        recorder.flush().await;
     }
 }
 
@@ -352,7 +606,7 @@ fn ending_name(e: &Ending) -> &'static str {
         })) => "handed off",
         Ending::Media(_) => "agent ended",
         Ending::CallerGone => "caller hung up",
-        Ending::SetupFailed(_) => "setup failed",
+        Ending::SetupFailed { .. } => "setup failed",
     }
 }
 
