@@ -144,6 +144,7 @@ async fn seed(store: &Store, calls: usize) {
             start_ms: at,
             answer_ms: Some(at),
             metadata: None,
+            node: None,
         }));
         batch.push(StoreEvent::Turn(Turn {
             call_id: id.clone(),
@@ -179,6 +180,7 @@ async fn seed(store: &Store, calls: usize) {
             duration_ms: 90_000,
             outcome: outcomes[i % 5].into(),
             handoff_target: None,
+            reason: None,
         }));
         if batch.len() >= 4_000 {
             assert_eq!(write(store, &batch).await.unwrap(), 0);

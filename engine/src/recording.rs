@@ -15,7 +15,7 @@ use crate::leads::{self, Ending};
 use crate::llm::{Message, Role, Script};
 use crate::registry::{self, Registry};
 use crate::speaking::Brain;
-use crate::store::{CallEnd, CallStart, Recorder, Segment, StoreEvent, Turn};
+use crate::store::{CallEnd, CallStart, EndsJournal, Recorder, Segment, StoreEvent, Turn};
 
 /// What a call needs to record itself.
 #[derive(Debug, Clone)]
@@ -34,6 +34,28 @@ pub(crate) struct RecordingSetup {
     pub(crate) rules: Arc<LeadRules>,
     /// Where the outcome goes at once, for the dialplan's query.
     pub(crate) registry: Arc<Registry>,
+    /// This node's name, stored with the call's start.
+    pub(crate) node: String,
+    /// Where the call's end is made durable before its socket closes.
+    pub(crate) ends: Option<EndsJournal>,
+}
+
+/// A call's end on its way to the ends journal: the driver awaits it
+/// before it closes the call's socket.
+#[derive(Debug)]
+pub(crate) struct DurableEnd {
+    journal: EndsJournal,
+    end: CallEnd,
+}
+
+impl DurableEnd {
+    /// Appends and fsyncs the end; a journal that cannot be written is
+    /// logged (the end is still on its way through the writer's queue).
+    pub(crate) async fn wait(self) {
+        if let Err(e) = self.journal.append(self.end).await {
+            tracing::warn!(error = %e, "call end not journaled");
+        }
+    }
 }
 
 /// One call's records.
@@ -74,6 +96,7 @@ impl CallRecording {
             // thing hark hears of the answered call.
             answer_ms: Some(epoch_ms + ms(now)),
             metadata: setup.metadata.clone(),
+            node: Some(setup.node.clone()),
         }));
         CallRecording {
             setup,
@@ -153,8 +176,10 @@ impl CallRecording {
     }
 
     /// Records the end and, in its own task, the lead. `end` is the call's
-    /// time at its end.
-    pub(crate) fn finish(mut self, reason: &EndReason, end: Time) {
+    /// time at its end. The returned end must be awaited before the call's
+    /// socket closes: then the end survives a crash.
+    #[must_use]
+    pub(crate) fn finish(mut self, reason: &EndReason, end: Time) -> Option<DurableEnd> {
         let (outcome, target) = match (&self.outcome, reason) {
             (Some(Outcome::Transferred { target, .. }), _) => ("transferred", Some(target.clone())),
             (Some(o), _) => (o.as_str(), None),
@@ -168,8 +193,9 @@ impl CallRecording {
             ) => ("failed", None),
             (None, _) => ("completed", None),
         };
+        let failed = outcome == "failed";
         let outcome = outcome.to_string();
-        self.setup.recorder.record(StoreEvent::CallEnded(CallEnd {
+        let call_end = CallEnd {
             call_id: self.call_id.clone(),
             tenant: self.setup.tenant.clone(),
             agent: self.setup.agent.clone(),
@@ -177,7 +203,13 @@ impl CallRecording {
             duration_ms: ms(end),
             outcome,
             handoff_target: target,
-        }));
+            reason: failed.then(|| reason.to_string()),
+        };
+        let durable = self.setup.ends.clone().map(|journal| DurableEnd {
+            journal,
+            end: call_end.clone(),
+        });
+        self.setup.recorder.record(StoreEvent::CallEnded(call_end));
         let ending = Ending {
             call_id: self.call_id,
             tenant: self.setup.tenant.clone(),
@@ -206,5 +238,6 @@ impl CallRecording {
             }
             .instrument(span),
         );
+        durable
     }
 }

@@ -90,7 +90,10 @@ async fn a_registered_call_keeps_its_tenant_agent_and_metadata(b: Backend) {
         s.register_call(&reg).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(s.registration(&id).await.unwrap(), Some(reg.clone()));
+    assert_eq!(
+        s.registration(&id).await.unwrap(),
+        hark::store::Lookup::Registered(reg.clone())
+    );
     // The call starts (the driver's start names the same tenant).
     let mut ev = call_events("acme", &id, 2_000_000, "transferred", 0);
     if let StoreEvent::CallStarted(c) = &mut ev[0] {
@@ -98,8 +101,18 @@ async fn a_registered_call_keeps_its_tenant_agent_and_metadata(b: Backend) {
         c.agent = "other".into();
     }
     write(&s, &ev).await.unwrap();
-    // Once started, it is no longer waiting for its connection.
-    assert_eq!(s.registration(&id).await.unwrap(), None);
+    // Once started, it is no longer waiting for its connection: a second
+    // connection with its UUID is a reuse.
+    assert_eq!(
+        s.registration(&id).await.unwrap(),
+        hark::store::Lookup::Used
+    );
+    assert_eq!(
+        s.registration(&uuid::Uuid::new_v4().to_string())
+            .await
+            .unwrap(),
+        hark::store::Lookup::Fresh
+    );
     let c = s.call("acme", &id).await.unwrap().call;
     assert_eq!(c.agent, "sales");
     assert_eq!(

@@ -53,10 +53,24 @@ pub struct CallRow {
     pub end_ms: Option<i64>,
     /// End minus start.
     pub duration_ms: Option<i64>,
-    /// completed / transferred / abandoned / failed; none while in progress.
+    /// completed / transferred / abandoned / failed / refused; none while
+    /// in progress.
     pub outcome: Option<String>,
     /// Where a transferred call went.
     pub handoff_target: Option<String>,
+    /// Why a failed or refused call ended.
+    pub end_reason: Option<String>,
+}
+
+/// What the store knows of a call's UUID when its connection arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Registered through the API and not yet started.
+    Registered(Registration),
+    /// Never seen: a call straight from the dialplan.
+    Fresh,
+    /// A call with this UUID already started (a dialplan reusing a UUID).
+    Used,
 }
 
 /// A transcript segment of `GET /v1/calls/{id}`.
@@ -149,7 +163,7 @@ pub struct CallFilter {
     pub limit: u32,
 }
 
-const CALL_COLUMNS: &str = "id, agent, caller_id, dnis, direction, metadata, created_ms, registered_ms, start_ms, answer_ms, end_ms, duration_ms, outcome, handoff_target";
+const CALL_COLUMNS: &str = "id, agent, caller_id, dnis, direction, metadata, created_ms, registered_ms, start_ms, answer_ms, end_ms, duration_ms, outcome, handoff_target, end_reason";
 
 /// A keyset cursor: the last row's (created_ms, id). Pages stay stable
 /// while calls are inserted: new rows sort before the first page.
@@ -184,10 +198,34 @@ fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         duration_ms: r.try_get("duration_ms")?,
         outcome: r.try_get("outcome")?,
         handoff_target: r.try_get("handoff_target")?,
+        end_reason: r.try_get("end_reason")?,
     })
 }
 
 impl Store {
+    /// Closes the calls `node` started before `before_ms` and never ended
+    /// (the process died with them up): failed, "node restarted", ended
+    /// at `now_ms`. Returns how many.
+    pub async fn close_orphans(
+        &self,
+        node: &str,
+        before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let res = sqlx::query(
+            "UPDATE calls SET outcome = 'failed', end_reason = 'node restarted', end_ms = ?, \
+             duration_ms = ? - start_ms \
+             WHERE node = ? AND end_ms IS NULL AND start_ms IS NOT NULL AND start_ms < ?",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(node.to_string())
+        .bind(before_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(res.rows_affected())
+    }
+
     /// Writes a pre-registration. `Conflict` if the UUID is taken.
     pub async fn register_call(&self, r: &Registration) -> Result<(), StoreError> {
         let now = now_ms();
@@ -214,27 +252,34 @@ impl Store {
     }
 
     /// A registration not yet used by a call (any tenant: the UUID is the key).
-    pub async fn registration(&self, call_id: &str) -> Result<Option<Registration>, StoreError> {
+    pub async fn registration(&self, call_id: &str) -> Result<Lookup, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, agent, caller_id, dnis, direction, metadata FROM calls \
-             WHERE id = ? AND registered_ms IS NOT NULL AND start_ms IS NULL",
+            "SELECT id, tenant_id, agent, caller_id, dnis, direction, metadata, registered_ms, start_ms \
+             FROM calls WHERE id = ?",
         )
         .bind(call_id.to_string())
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(Registration {
-                call_id: r.try_get("id")?,
-                tenant: r.try_get("tenant_id")?,
-                agent: r.try_get("agent")?,
-                caller_id: r.try_get("caller_id")?,
-                dnis: r.try_get("dnis")?,
-                direction: r.try_get("direction")?,
-                metadata: r.try_get("metadata")?,
-            })
-        })
-        .transpose()
-        .map_err(StoreError::Db)
+        let Some(r) = row else {
+            return Ok(Lookup::Fresh);
+        };
+        let started: Option<i64> = r.try_get("start_ms")?;
+        let registered: Option<i64> = r.try_get("registered_ms")?;
+        if started.is_some() {
+            return Ok(Lookup::Used);
+        }
+        if registered.is_none() {
+            return Ok(Lookup::Fresh);
+        }
+        Ok(Lookup::Registered(Registration {
+            call_id: r.try_get("id")?,
+            tenant: r.try_get("tenant_id")?,
+            agent: r.try_get("agent")?,
+            caller_id: r.try_get("caller_id")?,
+            dnis: r.try_get("dnis")?,
+            direction: r.try_get("direction")?,
+            metadata: r.try_get("metadata")?,
+        }))
     }
 
     /// A page of the tenant's calls, newest first, and the next page's cursor.

@@ -61,6 +61,9 @@ pub struct CallStart {
     /// variables). A registered row keeps its own.
     #[serde(default)]
     pub metadata: Option<String>,
+    /// The node that runs the call (`[server] node`).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 /// A transcript segment. Key: (`call_id`, `seq`).
@@ -151,10 +154,14 @@ pub struct CallEnd {
     pub end_ms: i64,
     /// End minus start.
     pub duration_ms: i64,
-    /// completed / transferred / abandoned / failed.
+    /// completed / transferred / abandoned / failed / refused.
     pub outcome: String,
     /// Where a transferred call went.
     pub handoff_target: Option<String>,
+    /// Why it ended, in words, for a failed or refused call (spools
+    /// written before this field read as none).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A lead. Key: `call_id` (one lead per call).

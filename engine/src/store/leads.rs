@@ -221,6 +221,17 @@ impl Store {
                 to: to.as_str(),
             });
         }
+        // The status it has and the notes it has: nothing changes, so
+        // nothing is written and nothing audited (a PATCH is idempotent).
+        if to == from
+            && patch
+                .notes
+                .as_ref()
+                .is_none_or(|n| Some(n) == lead.notes.as_ref())
+        {
+            tx.rollback().await?;
+            return Ok(lead);
+        }
         let now = now_ms();
         let notes = patch.notes.clone().or(lead.notes.clone());
         sqlx::query(

@@ -11,12 +11,20 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use super::{Dialect, Store, StoreError};
 
 /// (version, description, MySQL text, SQLite text), in order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "control plane",
-    include_str!("../../../sql/mysql/0001_control_plane.sql"),
-    include_str!("../../../sql/sqlite/0001_control_plane.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "control plane",
+        include_str!("../../../sql/mysql/0001_control_plane.sql"),
+        include_str!("../../../sql/sqlite/0001_control_plane.sql"),
+    ),
+    (
+        2,
+        "call end reason and node",
+        include_str!("../../../sql/mysql/0002_call_end_reason_and_node.sql"),
+        include_str!("../../../sql/sqlite/0002_call_end_reason_and_node.sql"),
+    ),
+];
 
 /// The migrations for one dialect, as sqlx's migrator takes them.
 #[derive(Debug)]

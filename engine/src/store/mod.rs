@@ -9,6 +9,8 @@
 //! - `event.rs`: [`StoreEvent`], what a call produces, with idempotent keys.
 //! - `write.rs`: applying a batch of events in one transaction.
 //! - `spool.rs`: the fsync'd append-only file events wait in during an outage.
+//! - `ends.rs`: the journal that makes a call's end durable before its
+//!   socket closes.
 //! - `writer.rs`: the writer task and the [`Recorder`] calls hold.
 //! - `calls.rs`, `leads.rs`, `stats.rs`, `tokens.rs`: the API's queries.
 //! - `migrate.rs`: the embedded migrations of `sql/mysql` and `sql/sqlite`.
@@ -25,6 +27,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 mod calls;
+mod ends;
 mod event;
 mod leads;
 mod migrate;
@@ -35,14 +38,15 @@ mod write;
 mod writer;
 
 pub use calls::{AiRow, SegmentRow};
-pub use calls::{CallDetail, CallFilter, CallRow, Registration, TurnRow};
+pub use calls::{CallDetail, CallFilter, CallRow, Lookup, Registration, TurnRow};
+pub use ends::EndsJournal;
 pub use event::{AiRequest, CallEnd, CallStart, Lead, Segment, StoreEvent, Turn};
 pub use leads::LeadRow;
 pub use leads::{LeadFilter, LeadPatch, LeadStatus};
 pub use stats::V2v;
 pub use stats::{ProviderCost, Stats};
 pub use tokens::{Principal, Role, TokenInfo};
-pub use writer::{Recorder, WriterHandle, WriterStats, spawn_writer};
+pub use writer::{Orphans, Recorder, WriterHandle, WriterStats, spawn_node_writer, spawn_writer};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +246,11 @@ impl Store {
             *pending = None;
         }
         Ok(())
+    }
+
+    /// True when the database answered at [`Store::open`] (nothing owed).
+    pub(crate) fn reached_at_open(&self) -> bool {
+        self.pending.try_lock().is_ok_and(|p| p.is_none())
     }
 
     /// The dialect of this database.

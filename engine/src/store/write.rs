@@ -75,14 +75,15 @@ async fn apply(
         StoreEvent::CallStarted(c) => {
             let keep = |col: &str| format!("{col} = COALESCE({col}, {})", d.new_value(col));
             query(format!(
-                "INSERT INTO calls (id, tenant_id, agent, caller_id, dnis, direction, created_ms, start_ms, answer_ms, metadata) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}{}, {}, {}, {}, {}",
+                "INSERT INTO calls (id, tenant_id, agent, caller_id, dnis, direction, created_ms, start_ms, answer_ms, metadata, node) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){}{}, {}, {}, {}, {}, {}",
                 d.on_duplicate("id"),
                 keep("caller_id"),
                 keep("dnis"),
                 keep("start_ms"),
                 keep("answer_ms"),
                 keep("metadata"),
+                keep("node"),
             ))
             .bind(c.call_id.clone())
             .bind(c.tenant.clone())
@@ -94,17 +95,19 @@ async fn apply(
             .bind(c.start_ms)
             .bind(c.answer_ms)
             .bind(c.metadata.clone())
+            .bind(c.node.clone())
         }
         StoreEvent::CallEnded(c) => {
             let set = |col: &str| format!("{col} = {}", d.new_value(col));
             query(format!(
-                "INSERT INTO calls (id, tenant_id, agent, direction, created_ms, end_ms, duration_ms, outcome, handoff_target) \
-                 VALUES (?, ?, ?, 'inbound', ?, ?, ?, ?, ?){}{}, {}, {}, {}",
+                "INSERT INTO calls (id, tenant_id, agent, direction, created_ms, end_ms, duration_ms, outcome, handoff_target, end_reason) \
+                 VALUES (?, ?, ?, 'inbound', ?, ?, ?, ?, ?, ?){}{}, {}, {}, {}, {}",
                 d.on_duplicate("id"),
                 set("end_ms"),
                 set("duration_ms"),
                 set("outcome"),
                 set("handoff_target"),
+                set("end_reason"),
             ))
             .bind(c.call_id.clone())
             .bind(c.tenant.clone())
@@ -114,6 +117,7 @@ async fn apply(
             .bind(c.duration_ms)
             .bind(c.outcome.clone())
             .bind(c.handoff_target.clone())
+            .bind(c.reason.clone())
         }
         StoreEvent::Segment(s) => query(format!(
             "INSERT INTO segments (call_id, seq, speaker, text, start_ms, end_ms, confidence, interrupted) \

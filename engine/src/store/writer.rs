@@ -24,8 +24,30 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::ends::EndsJournal;
 use super::spool::Spool;
 use super::{Store, StoreError, StoreEvent};
+
+/// Longest one attempt at the database may take; then the batch goes to
+/// the spool. A database that is away may not refuse at once (a dropped
+/// SYN, a pending migration that waits on its pool), and a call's events
+/// must not sit in memory meanwhile.
+const DB_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// How often an idle writer asks the database whether it is there, so
+/// `/readyz` and the registration lookup know within seconds.
+const HEALTH_EVERY: Duration = Duration::from_secs(2);
+
+/// Calls a node left open when it stopped without ending them (a crash,
+/// `kill -9`): closed as failed once the database is reached.
+#[derive(Debug, Clone)]
+pub struct Orphans {
+    /// This node's name (`[server] node`).
+    pub node: String,
+    /// Calls started before this (epoch ms: this process's start) are the
+    /// earlier run's.
+    pub before_ms: i64,
+}
 
 /// Counters of the writer, for `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
@@ -38,7 +60,8 @@ pub struct WriterStats {
     pub rejected: AtomicU64,
     /// Events in the spool now.
     pub spool_pending: AtomicU64,
-    /// Whether the last attempt to write reached the database.
+    /// Whether the last attempt to reach the database did (false until
+    /// the first one has).
     pub db_up: AtomicBool,
 }
 
@@ -49,6 +72,7 @@ pub struct WriterHandle {
     stats: Arc<WriterStats>,
     task: JoinHandle<()>,
     close: watch::Sender<bool>,
+    ends: Option<EndsJournal>,
 }
 
 /// A call's (or any producer's) way to record events without waiting.
@@ -134,7 +158,17 @@ impl WriterHandle {
         }
         drop(self.tx);
         let _ = self.close.send(true);
-        let _ = self.task.await;
+        if self.task.await.is_ok()
+            && let Some(ends) = self.ends
+        {
+            // Everything the calls recorded is in the database or the spool.
+            let _ = tokio::task::spawn_blocking(move || ends.clear()).await;
+        }
+    }
+
+    /// The journal that makes call ends durable, if this writer has one.
+    pub fn ends(&self) -> Option<EndsJournal> {
+        self.ends.clone()
     }
 }
 
@@ -147,12 +181,49 @@ pub fn spawn_writer(
     batch: usize,
     retry: Duration,
 ) -> Result<WriterHandle, StoreError> {
+    spawn(store, spool, queue, batch, retry, None)
+}
+
+/// [`spawn_writer`] for a daemon: also opens the ends journal beside the
+/// spool (taking in what an earlier run left there) and closes the calls
+/// this node left open, as failed with "node restarted".
+pub fn spawn_node_writer(
+    store: Store,
+    spool: PathBuf,
+    queue: usize,
+    batch: usize,
+    retry: Duration,
+    orphans: Orphans,
+) -> Result<WriterHandle, StoreError> {
+    let (ends, moved) = EndsJournal::open(&spool)?;
+    if moved > 0 {
+        info!(
+            ends = moved,
+            "call ends journaled by an earlier run: moved to the spool"
+        );
+    }
+    let mut w = spawn(store, spool, queue, batch, retry, Some(orphans))?;
+    w.ends = Some(ends);
+    Ok(w)
+}
+
+fn spawn(
+    store: Store,
+    spool: PathBuf,
+    queue: usize,
+    batch: usize,
+    retry: Duration,
+    orphans: Option<Orphans>,
+) -> Result<WriterHandle, StoreError> {
     let spool = Spool::open(&spool)?;
     let stats = Arc::new(WriterStats::default());
     stats
         .spool_pending
         .store(spool.pending(), Ordering::Relaxed);
-    stats.db_up.store(true, Ordering::Relaxed);
+    // Up if it answered just now; the writer's first check says for sure.
+    stats
+        .db_up
+        .store(store.reached_at_open(), Ordering::Relaxed);
     if spool.pending() > 0 {
         info!(events = spool.pending(), spool = %spool.path().display(), "spool holds events from an earlier run: replaying");
     }
@@ -165,6 +236,7 @@ pub fn spawn_writer(
             stats: Arc::clone(&stats),
             batch: batch.max(1),
             retry,
+            orphans,
         },
         rx,
         closing,
@@ -174,6 +246,7 @@ pub fn spawn_writer(
         stats,
         task,
         close,
+        ends: None,
     })
 }
 
@@ -184,6 +257,8 @@ struct Writer {
     stats: Arc<WriterStats>,
     batch: usize,
     retry: Duration,
+    /// Still to close, once the database is reached and the spool is empty.
+    orphans: Option<Orphans>,
 }
 
 async fn run(
@@ -194,26 +269,32 @@ async fn run(
     let mut batch = Vec::with_capacity(w.batch);
     let mut closed = false;
     let mut next_retry = Instant::now();
+    let mut next_health = Instant::now();
     let mut open = true;
     while open || !batch.is_empty() {
         let spooling = w.spool_pending() > 0;
         if spooling && Instant::now() >= next_retry {
             if w.replay().await {
                 info!("database reachable: spool replayed");
+                w.close_orphans().await;
             } else {
                 next_retry = Instant::now() + w.retry;
             }
             continue;
         }
+        if !spooling && open && Instant::now() >= next_health {
+            w.check().await;
+            next_health = Instant::now() + HEALTH_EVERY;
+        }
         if open {
-            let until = if spooling { Some(next_retry) } else { None };
+            let until = if spooling { next_retry } else { next_health };
             tokio::select! {
                 n = rx.recv_many(&mut batch, w.batch) => {
                     if n == 0 {
                         open = false;
                     }
                 }
-                () = sleep_until(until) => {}
+                () = tokio::time::sleep_until(until) => {}
                 // Shutdown: take no new events, drain what is queued.
                 _ = closing.wait_for(|c| *c), if !closed => {
                     closed = true;
@@ -236,8 +317,10 @@ async fn run(
             continue;
         }
         let events: Vec<StoreEvent> = std::mem::take(&mut batch);
-        if w.spool_pending() == 0 {
-            match w.store.write_batch(&events).await {
+        // A database known to be away is not waited for: straight to the
+        // spool, whose replay finds out when it is back.
+        if w.spool_pending() == 0 && w.stats.db_up.load(Ordering::Relaxed) {
+            match w.write(&events).await {
                 Ok(rejected) => {
                     w.stats.db_up.store(true, Ordering::Relaxed);
                     w.count_written(events.len() - rejected.len());
@@ -255,14 +338,59 @@ async fn run(
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Writer {
+    /// One bounded attempt at writing `events`.
+    async fn write(&self, events: &[StoreEvent]) -> Result<Vec<(StoreEvent, String)>, sqlx::Error> {
+        match tokio::time::timeout(DB_ATTEMPT, self.store.write_batch(events)).await {
+            Ok(r) => r,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    }
+
+    /// Asks the database whether it is there (and does the set-up owed
+    /// since start-up); closes the orphans once it is.
+    async fn check(&mut self) {
+        let up = tokio::time::timeout(DB_ATTEMPT, async {
+            self.store.ping().await && self.store.ready().await.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        let was = self.stats.db_up.swap(up, Ordering::Relaxed);
+        if was && !up {
+            warn!("database away: call records go to the spool until it returns");
+        }
+        if up {
+            self.close_orphans().await;
+        }
+    }
+
+    /// Closes the calls an earlier run of this node left open, once.
+    async fn close_orphans(&mut self) {
+        let Some(o) = self.orphans.clone() else {
+            return;
+        };
+        if self.spool_pending() > 0 {
+            return;
+        }
+        let closing = self
+            .store
+            .close_orphans(&o.node, o.before_ms, super::now_ms());
+        match tokio::time::timeout(DB_ATTEMPT, closing).await {
+            Ok(Ok(n)) => {
+                if n > 0 {
+                    warn!(
+                        calls = n,
+                        node = %o.node,
+                        "calls left open by an earlier run of this node: closed as failed (node restarted)"
+                    );
+                }
+                self.orphans = None;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot close orphaned calls yet"),
+            Err(_) => tracing::debug!("closing orphaned calls timed out"),
+        }
+    }
+
     fn spool_pending(&self) -> u64 {
         self.spool.as_ref().map_or(0, Spool::pending)
     }
@@ -344,7 +472,7 @@ impl Writer {
                     Err(line) => unreadable.push(line),
                 }
             }
-            match self.store.write_batch(&events).await {
+            match self.write(&events).await {
                 Ok(rejected) => {
                     self.stats.db_up.store(true, Ordering::Relaxed);
                     self.count_written(events.len() - rejected.len());

@@ -210,6 +210,7 @@ pub fn call_events(
         start_ms: at,
         answer_ms: Some(at + 5),
         metadata: None,
+        node: None,
     })];
     for seq in 0..segments {
         ev.push(StoreEvent::Segment(Segment {
@@ -259,6 +260,7 @@ pub fn call_events(
         duration_ms: 60_000,
         outcome: outcome.into(),
         handoff_target: (outcome == "transferred").then(|| "desk".into()),
+        reason: None,
     }));
     ev.push(StoreEvent::Lead(Lead {
         call_id: id.into(),
