@@ -95,6 +95,10 @@ pub enum DialError {
 pub enum DialEnd {
     /// The server sent AudioSocket hangup (0x00): hand-off or goodbye.
     ServerHangup,
+    /// The server sent hangup (0x00) before any audio: hark refused the
+    /// call (at capacity, shutting down, or a UUID already in a call). An
+    /// accepted call always gets a frame first, silence at least.
+    Refused,
     /// The server sent an error frame (with its code, if any).
     ServerError(Option<u8>),
     /// The server closed the connection without a message.
@@ -274,7 +278,11 @@ fn take_messages(
                         });
                     }
                     Message::Hangup => {
-                        end = Some(DialEnd::ServerHangup);
+                        end = Some(if report.arrivals.is_empty() {
+                            DialEnd::Refused
+                        } else {
+                            DialEnd::ServerHangup
+                        });
                         break;
                     }
                     Message::Error(code) => {

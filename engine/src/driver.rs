@@ -60,8 +60,11 @@ struct PendingTurn {
     rx: oneshot::Receiver<Result<Transcript, SttError>>,
 }
 
-/// A peer that does not take 3 s of writes is gone or stuck.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A peer that does not take writes for 2 s is gone or stuck. Writes only
+/// block once its receive window and hark's small send buffer (see
+/// `server::SEND_BUFFER`) are full, so the call ends a few seconds after
+/// the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How one call ended, for the server's counters.
 #[derive(Debug, Clone)]
@@ -105,6 +108,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut wbuf = vec![0u8; MAX_TRANSMIT];
     let mut outcome = None;
     let mut handoff = None;
+    let mut durable = None;
     debug!(%peer, "connection accepted");
 
     loop {
@@ -151,7 +155,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     other => {
                         if let Some(reason) = log_event(other) {
                             if let Some(rec) = recording.take() {
-                                rec.finish(&reason, now);
+                                durable = rec.finish(&reason, now);
                             }
                             outcome = Some(reason);
                         }
@@ -232,6 +236,10 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+    // The end is on disk before the peer sees the socket close.
+    if let Some(d) = durable {
+        let _ = tokio::time::timeout(Duration::from_secs(2), d.wait()).await;
+    }
     // Best effort: the call is over either way.
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     CallOutcome {
@@ -241,14 +249,15 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads until the first whole AudioSocket message is in, or `limit`
-/// passes, or the peer stops. Returns the bytes read and, if that message
-/// is the UUID, the UUID (lowercase, hyphenated). Whatever happens, the
-/// bytes go on to the call, which judges them.
-pub(crate) async fn read_uuid<S: AsyncRead + Unpin>(
+/// passes, or the peer stops. A UUID makes the connection a call: returns
+/// the bytes read (the driver feeds them to the call) and the UUID
+/// (lowercase, hyphenated). Anything else ends the connection with the
+/// reason, before it takes a call slot; the timeout runs here only.
+pub(crate) async fn identify<S: AsyncRead + Unpin>(
     stream: &mut S,
     max_payload: usize,
     limit: Duration,
-) -> (Vec<u8>, Option<String>) {
+) -> Result<(Vec<u8>, String), EndReason> {
     let decoder = Decoder::new(max_payload);
     let mut buf = Vec::with_capacity(4096);
     let deadline = Instant::now() + limit;
@@ -256,15 +265,23 @@ pub(crate) async fn read_uuid<S: AsyncRead + Unpin>(
         match decoder.decode(&buf) {
             Ok((media_core::audiosocket::Message::Uuid(id), _)) => {
                 let id = CallId(id).to_string();
-                return (buf, Some(id));
+                return Ok((buf, id));
             }
-            Ok(_) => return (buf, None),
+            Ok((media_core::audiosocket::Message::Hangup, _)) => {
+                return Err(EndReason::PeerHangup);
+            }
+            Ok(_) => return Err(EndReason::MissingUuid),
             Err(e) if e.is_incomplete() => {}
-            Err(_) => return (buf, None),
+            Err(e) => return Err(EndReason::Protocol(e)),
         }
         match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return (buf, None),
+            Ok(_) => {
+                return Err(EndReason::PeerClosed {
+                    mid_message: !buf.is_empty(),
+                });
+            }
+            Err(_) => return Err(EndReason::UuidTimeout),
         }
     }
 }
@@ -512,6 +529,7 @@ fn log_event(event: Event) -> Option<EndReason> {
                     %reason,
                     frames_in = stats.frames_in,
                     frames_out = p.frames_sent,
+                    silence_out = p.silence_frames,
                     digits = stats.digits_in,
                     underruns = p.underruns,
                     late_slots = p.late_slots,

@@ -37,6 +37,7 @@ pub mod dial;
 pub mod llm;
 pub mod models;
 pub mod onnx;
+pub mod preflight;
 pub mod secret;
 pub mod speech;
 pub mod stats;
@@ -61,4 +62,4 @@ mod tls;
 
 pub use api::{OPENAPI, ROUTES};
 pub use config::{Config, ConfigError};
-pub use server::{ERROR_AT_CAPACITY, ServeError, ServeReport, Server};
+pub use server::{ServeError, ServeReport, Server};

@@ -255,8 +255,14 @@ fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+            match creds.split_once(':') {
+                // A password, redacted.
+                Some((user, pw)) if !pw.is_empty() => {
+                    format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+                }
+                // No password: nothing to hide, and "***" would suggest one.
+                _ => url.to_string(),
+            }
         }
         _ => url.to_string(),
     }
@@ -329,6 +335,13 @@ async fn shutdown_signal() {
 
 fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    let problems = hark::preflight::check(&config);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{}: {p}", path.display());
+        }
+        return Ok(ExitCode::from(2));
+    }
     println!("{}: ok", path.display());
     println!(
         "  max_calls {}, drain timeout {} ms, max payload {} bytes, send-ahead {} frame(s)",
@@ -736,8 +749,9 @@ fn dial(args: DialArgs) -> anyhow::Result<ExitCode> {
             "server closed the connection".to_string(),
             ExitCode::SUCCESS,
         ),
-        DialEnd::ServerError(Some(hark::ERROR_AT_CAPACITY)) => (
-            "server refused the call: at capacity (error 0x10)".to_string(),
+        DialEnd::Refused => (
+            "server refused the call (0x00 before any audio: at capacity, shutting down, or a UUID already in a call); the dialplan would continue"
+                .to_string(),
             ExitCode::from(2),
         ),
         DialEnd::ServerError(c) => (format!("server sent error {c:?}"), ExitCode::from(2)),

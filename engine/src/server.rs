@@ -16,11 +16,12 @@
 //! looks it up among the calls registered through the API: a registered
 //! call gets the registration's agent and tenant.
 
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use media_core::EndReason;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -38,12 +39,9 @@ use crate::registry::{CallEnd, Registry};
 use crate::speaking::Brain;
 use crate::speech::Speech;
 use crate::store::{
-    AiRequest, Recorder, Registration, Store, StoreEvent, WriterHandle, now_ms, spawn_writer,
+    AiRequest, EndsJournal, Lookup, Orphans, Recorder, Registration, Store, StoreEvent,
+    WriterHandle, WriterStats, now_ms, spawn_node_writer,
 };
-
-/// The application-specific AudioSocket error code hark sends when it refuses
-/// a call because it is at `max_calls`.
-pub const ERROR_AT_CAPACITY: u8 = 0x10;
 
 /// How long hung-up calls get to finish after the drain timeout.
 const HANGUP_GRACE: Duration = Duration::from_secs(2);
@@ -78,6 +76,10 @@ pub enum ServeError {
     /// The store could not be reached, migrated, or its spool opened.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The store's file or spool can never be written (a path under
+    /// `/proc`, a read-only folder): not an outage to wait out.
+    #[error("{0}")]
+    Unwritable(crate::preflight::Problem),
     /// `[api]` needs `[store]`: the API reads what the store holds.
     #[error("[api] is configured without [store]: add [store] (e.g. url = \"sqlite://hark.db\")")]
     ApiWithoutStore,
@@ -116,6 +118,13 @@ pub(crate) struct Live {
     pub(crate) shutdown_hangups: AtomicU64,
     /// Shutdown has begun: no new calls.
     pub(crate) draining: AtomicBool,
+    /// Connections waiting for their UUID.
+    pub(crate) pending: Arc<Pending>,
+    /// Calls in progress (counted apart from the semaphore, whose permits
+    /// the drain takes back as calls end).
+    pub(crate) active: AtomicUsize,
+    /// UUIDs of the calls in progress and of recent ones.
+    pub(crate) in_call: Mutex<UuidBook>,
 }
 
 impl Shared {
@@ -132,6 +141,59 @@ impl Shared {
             .unwrap_or_default()
     }
 
+    /// Records a refused call under its UUID: the dialplan (or an admin)
+    /// reads `refused` and why from the API. A duplicate UUID is only
+    /// logged: its row is the call in progress, which must stay intact.
+    pub(crate) fn record_refusal(&self, uuid: &str, refusal: Refusal) {
+        if refusal == Refusal::DuplicateUuid {
+            return;
+        }
+        let registered = self.registry.take(uuid);
+        self.registry.set_outcome(
+            uuid,
+            crate::registry::Outcome {
+                outcome: "refused".into(),
+                handoff_target: None,
+            },
+        );
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let mut recorder = recorder.clone();
+        let tenant = registered
+            .as_ref()
+            .map(|r| r.tenant.clone())
+            .unwrap_or_else(|| self.default_tenant());
+        let agent = registered
+            .as_ref()
+            .map(|r| r.agent.clone())
+            .unwrap_or_default();
+        let at = now_ms();
+        recorder.record(StoreEvent::CallStarted(crate::store::CallStart {
+            call_id: uuid.to_string(),
+            tenant: tenant.clone(),
+            agent: agent.clone(),
+            caller_id: registered.as_ref().and_then(|r| r.caller_id.clone()),
+            dnis: registered.as_ref().and_then(|r| r.dnis.clone()),
+            direction: "inbound".into(),
+            start_ms: at,
+            answer_ms: None,
+            metadata: None,
+            node: Some(self.config.node.clone()),
+        }));
+        recorder.record(StoreEvent::CallEnded(crate::store::CallEnd {
+            call_id: uuid.to_string(),
+            tenant,
+            agent,
+            end_ms: at,
+            duration_ms: 0,
+            outcome: "refused".into(),
+            handoff_target: None,
+            reason: Some(refusal.as_str().into()),
+        }));
+        tokio::spawn(async move { recorder.flush().await });
+    }
+
     /// The tenant of calls nobody assigned.
     pub(crate) fn default_tenant(&self) -> String {
         self.config
@@ -145,7 +207,16 @@ impl Shared {
 impl Live {
     /// Calls in progress.
     pub(crate) fn active(&self) -> usize {
-        self.max - self.calls.available_permits()
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Calls that may still start now.
+    pub(crate) fn spare(&self) -> usize {
+        if self.draining.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.max.saturating_sub(self.active())
+        }
     }
 }
 
@@ -167,7 +238,11 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     store: Option<Store>,
     /// A recorder to clone for each call, if a store is configured.
-    recorder: Option<Recorder>,
+    pub(crate) recorder: Option<Recorder>,
+    /// Where call ends are made durable, if a store is configured.
+    pub(crate) ends: Option<EndsJournal>,
+    /// The writer's counters: whether the database is there.
+    db: Option<Arc<WriterStats>>,
     rules: Arc<LeadRules>,
 }
 
@@ -208,6 +283,9 @@ impl Server {
     /// Loads models, connects the store (migrating it if configured),
     /// replays its spool, and binds every listener and the API.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        if let Some(p) = crate::preflight::store(&config).into_iter().next() {
+            return Err(ServeError::Unwritable(p));
+        }
         let speech = Speech::load(&config).await?;
         let (usage_tx, usage) = mpsc::channel(USAGE_QUEUE);
         let mut bound = Vec::with_capacity(config.listeners.len());
@@ -235,13 +313,11 @@ impl Server {
                     agents.len() - 1
                 }
             };
-            let tcp = TcpListener::bind(l.address)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    name: l.name.clone(),
-                    address: l.address,
-                    source,
-                })?;
+            let tcp = listen(l.address).map_err(|source| ServeError::Bind {
+                name: l.name.clone(),
+                address: l.address,
+                source,
+            })?;
             let mut l = l.clone();
             // Port 0 picks a free port: report the real one.
             if let Ok(addr) = tcp.local_addr() {
@@ -256,13 +332,18 @@ impl Server {
         let (store, writer) = match &config.store {
             None => (None, None),
             Some(sc) => {
+                let boot_ms = now_ms();
                 let store = Store::open(&sc.url, sc.migrate, &sc.tenant).await?;
-                let writer = spawn_writer(
+                let writer = spawn_node_writer(
                     store.clone(),
                     sc.spool.clone(),
                     sc.queue,
                     sc.batch,
                     sc.retry,
+                    Orphans {
+                        node: config.node.clone(),
+                        before_ms: boot_ms,
+                    },
                 )?;
                 (Some(store), Some(writer))
             }
@@ -298,6 +379,9 @@ impl Server {
             refused: AtomicU64::new(0),
             shutdown_hangups: AtomicU64::new(0),
             draining: AtomicBool::new(false),
+            pending: Arc::new(Pending::default()),
+            active: AtomicUsize::new(0),
+            in_call: Mutex::new(UuidBook::default()),
         });
         let shared = Shared {
             rules: Arc::new(config.leads.clone()),
@@ -308,6 +392,8 @@ impl Server {
             registry: Arc::new(Registry::default()),
             store,
             recorder: writer.as_ref().map(WriterHandle::recorder),
+            ends: writer.as_ref().and_then(WriterHandle::ends),
+            db: writer.as_ref().map(WriterHandle::stats),
         };
         Ok(Server {
             shared: Arc::new(shared),
@@ -489,6 +575,26 @@ impl Server {
     }
 }
 
+/// Each call's kernel send buffer (the kernel doubles it): about 2 s of
+/// 8 kHz audio. A peer that stops reading fills it (after its own receive
+/// window) within seconds, so the driver's write timeout ends that call;
+/// with the default, autotuned to megabytes, it took 109 s. Accepted
+/// sockets inherit it from the listener.
+const SEND_BUFFER: u32 = 32 * 1024;
+
+/// A TCP listener on `address` whose calls get [`SEND_BUFFER`].
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_send_buffer_size(SEND_BUFFER)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
 async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut phase: watch::Receiver<Phase>) {
     let Bound {
         listener,
@@ -520,9 +626,14 @@ async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut phase: watch::Receiv
     }
 }
 
-/// Runs one call on `stream` in its own task, holding a permit of the call
-/// cap; with no permit left, refuses it with an AudioSocket error frame.
-/// Returns false if it was refused.
+/// Runs one connection in its own task. A connection is a call only once it
+/// has sent its UUID: until then it holds one of the `max_pending` slots
+/// (so idle or silent connections cannot keep real calls out) and gets the
+/// UUID timeout once. Then it takes a call slot; with none left (or while
+/// draining), or with a UUID that is already in a call, it is refused with
+/// AudioSocket hangup (0x00), the one server message that lets `AudioSocket()`
+/// return into the dialplan (`res_audiosocket.c` hangs the caller up on any
+/// other kind, 0xff included), and the refusal is recorded under its UUID.
 pub(crate) fn start_call<S>(
     stream: S,
     peer: SocketAddr,
@@ -530,54 +641,257 @@ pub(crate) fn start_call<S>(
     shared: &Arc<Shared>,
     agent: usize,
     phase: watch::Receiver<Phase>,
-) -> bool
-where
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = Arc::clone(&shared.live.calls).try_acquire_owned() else {
-        shared.live.refused.fetch_add(1, Ordering::Relaxed);
-        warn!(%listener, %peer, max_calls = shared.config.max_calls, "at capacity: refusing call");
-        tokio::spawn(refuse(stream));
-        return false;
-    };
-    shared.live.accepted.fetch_add(1, Ordering::Relaxed);
+    let (pending, evicted) = shared.live.pending.wait(shared.config.max_pending);
     let span = info_span!("call", %listener, %peer, call_id = tracing::field::Empty);
     let shared = Arc::clone(shared);
+    let listener = listener.to_string();
     tokio::spawn(
         async move {
-            let outcome = answer(stream, peer, &shared, agent, phase).await;
-            drop(permit);
+            let mut stream = stream;
+            let config = &shared.config;
+            let identified = tokio::select! {
+                found = driver::identify(&mut stream, config.max_payload, config.call.uuid_timeout) => found,
+                _ = evicted => {
+                    shared.live.refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(max_pending = config.max_pending, "closing the oldest connection still waiting for its UUID: a newer one needs the room");
+                    refuse(stream).await;
+                    return;
+                }
+            };
+            drop(pending);
+            let (read, uuid) = match identified {
+                Ok(found) => found,
+                Err(reason) => {
+                    warn!(%reason, "call ended abnormally");
+                    return;
+                }
+            };
+            tracing::Span::current().record("call_id", tracing::field::display(&uuid));
+            let lookup = registration(&shared, &uuid).await;
+            let slot = match admit(&shared, &uuid, &lookup) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    shared.live.refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(%listener, max_calls = config.max_calls, reason = refusal.as_str(), "refusing call");
+                    shared.record_refusal(&uuid, refusal);
+                    refuse(stream).await;
+                    return;
+                }
+            };
+            shared.live.accepted.fetch_add(1, Ordering::Relaxed);
+            let registered = match lookup {
+                Lookup::Registered(r) => Some(r),
+                _ => None,
+            };
+            let caller = Identified {
+                read,
+                uuid,
+                registration: registered,
+            };
+            let outcome = answer(stream, peer, &shared, agent, phase, caller).await;
+            drop(slot);
             if matches!(outcome.reason, EndReason::Internal(_)) {
                 warn!(reason = %outcome.reason, "call ended by an internal error");
             }
         }
         .instrument(span),
     );
-    true
+}
+
+/// The connections waiting for their UUID, oldest first. At most
+/// `max_pending` wait: a new one makes the oldest give up its place (it
+/// gets 0x00). Asterisk sends the UUID at once, so the oldest waiter is
+/// the one least likely to be a real call, and a flood of idle
+/// connections can never keep a real one from being heard.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    book: Mutex<PendingBook>,
+}
+
+#[derive(Debug, Default)]
+struct PendingBook {
+    next: u64,
+    waiting: VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
+}
+
+/// A connection's place among the waiting; dropping it leaves.
+pub(crate) struct PendingPlace {
+    id: u64,
+    pending: Arc<Pending>,
+}
+
+impl Drop for PendingPlace {
+    fn drop(&mut self) {
+        let mut b = self.pending.book.lock().unwrap_or_else(|p| p.into_inner());
+        b.waiting.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Pending {
+    /// A place for a new connection, evicting the oldest beyond `max`; the
+    /// receiver fires if this one is evicted in turn.
+    fn wait(self: &Arc<Self>, max: usize) -> (PendingPlace, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Single pushes and pops under the lock: a panic cannot leave it torn.
+        let mut b = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        while b.waiting.len() >= max.max(1) {
+            if let Some((_, oldest)) = b.waiting.pop_front() {
+                let _ = oldest.send(());
+            }
+        }
+        b.next += 1;
+        let id = b.next;
+        b.waiting.push_back((id, tx));
+        (
+            PendingPlace {
+                id,
+                pending: Arc::clone(self),
+            },
+            rx,
+        )
+    }
+}
+
+/// A connection that sent its UUID.
+struct Identified {
+    /// What was read so far (the UUID message, maybe more).
+    read: Vec<u8>,
+    uuid: String,
+    /// Its registration through the API, if any.
+    registration: Option<Registration>,
+}
+
+/// Why an identified connection did not become a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Every call slot is taken.
+    AtCapacity,
+    /// The node is shutting down.
+    Draining,
+    /// A call with this UUID is in progress (a dialplan that reuses a UUID).
+    DuplicateUuid,
+}
+
+impl Refusal {
+    /// Its name in logs and in the stored call's end reason.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::AtCapacity => "at capacity",
+            Refusal::Draining => "shutting down",
+            Refusal::DuplicateUuid => "UUID already in a call",
+        }
+    }
+}
+
+/// A call slot: the semaphore permit plus this call's place among the
+/// active ones. Dropping it frees both.
+pub(crate) struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    live: Arc<Live>,
+    uuid: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.live.active.fetch_sub(1, Ordering::Relaxed);
+        // As for the registry: single inserts and removes only.
+        self.live
+            .in_call
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end(&self.uuid);
+    }
+}
+
+/// Gives call `uuid` a slot, or says why not. A UUID names one call:
+/// Asterisk's `${UUID()}` never repeats, so a UUID that is in a call, ran
+/// on this node in the last [`RECENT`], or (by `lookup`) started anywhere
+/// on the database is a dialplan error, refused rather than merged into
+/// the earlier call's record.
+pub(crate) fn admit(shared: &Shared, uuid: &str, lookup: &Lookup) -> Result<Slot, Refusal> {
+    let live = &shared.live;
+    if live.draining.load(Ordering::Relaxed) {
+        return Err(Refusal::Draining);
+    }
+    let mut book = live.in_call.lock().unwrap_or_else(|p| p.into_inner());
+    if *lookup == Lookup::Used || book.knows(uuid) {
+        return Err(Refusal::DuplicateUuid);
+    }
+    let permit = Arc::clone(&live.calls)
+        .try_acquire_owned()
+        .map_err(|_| Refusal::AtCapacity)?;
+    book.active.insert(uuid.to_string());
+    live.active.fetch_add(1, Ordering::Relaxed);
+    Ok(Slot {
+        _permit: permit,
+        live: Arc::clone(live),
+        uuid: uuid.to_string(),
+    })
+}
+
+/// How long a UUID that ran here stays known, to refuse its reuse.
+const RECENT: Duration = Duration::from_secs(15 * 60);
+
+/// The UUIDs of the calls in progress and of those that ended lately.
+#[derive(Debug, Default)]
+pub(crate) struct UuidBook {
+    active: HashSet<String>,
+    recent: HashSet<String>,
+    /// `recent` in the order the calls ended, to forget the old ones.
+    ended: VecDeque<(Instant, String)>,
+}
+
+impl UuidBook {
+    fn knows(&self, uuid: &str) -> bool {
+        self.active.contains(uuid) || self.recent.contains(uuid)
+    }
+
+    fn end(&mut self, uuid: &str) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.ended.front() {
+            if now.duration_since(*at) < RECENT {
+                break;
+            }
+            if let Some((_, old)) = self.ended.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        if self.active.remove(uuid) {
+            self.recent.insert(uuid.to_string());
+            self.ended.push_back((now, uuid.to_string()));
+        }
+    }
 }
 
 /// Reads the call's UUID, picks its agent (a registration's, else the
 /// listener's) and runs the call.
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     shared: &Shared,
     listener_agent: usize,
     phase: watch::Receiver<Phase>,
+    caller: Identified,
 ) -> driver::CallOutcome {
+    let Identified {
+        read,
+        uuid,
+        registration,
+    } = caller;
     let config = &shared.config;
-    let (read, uuid) =
-        driver::read_uuid(&mut stream, config.max_payload, config.call.uuid_timeout).await;
-    let registration = match &uuid {
-        Some(id) => registration(shared, id).await,
-        None => None,
-    };
     let agent = registration
         .as_ref()
         .and_then(|r| {
             let found = shared.agents.iter().find(|a| a.spec.name() == r.agent);
             if found.is_none() {
-                warn!(agent = %r.agent, "registered agent is not on any listener: using the listener's");
+                warn!(
+                    asked = %r.agent,
+                    used = shared.agents[listener_agent].spec.name(),
+                    "registered agent is not on any listener: the call gets the listener's agent"
+                );
             }
             found
         })
@@ -608,9 +922,10 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
             has_providers: voice.is_some_and(|v| !v.chat.providers.is_empty()),
             rules: Arc::clone(&shared.rules),
             registry: Arc::clone(&shared.registry),
+            node: config.node.clone(),
+            ends: shared.ends.clone(),
         }
     });
-    let uuid_for_end = uuid.clone();
     let setup = CallSetup {
         call_config: config.call.clone(),
         agent: spec.build(),
@@ -622,34 +937,45 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         recording,
     };
     let outcome = driver::drive(stream, peer, setup, phase, read).await;
-    if let Some(id) = uuid_for_end {
-        shared.registry.ended(
-            &id,
-            CallEnd {
-                handoff: outcome.handoff.clone(),
-                reason: outcome.reason.to_string(),
-            },
-        );
-    }
+    shared.registry.ended(
+        &uuid,
+        CallEnd {
+            handoff: outcome.handoff.clone(),
+            reason: outcome.reason.to_string(),
+        },
+    );
     outcome
 }
 
-/// The registration of `call_id`: from memory, else (a restart, another
-/// node) from the database, briefly.
-async fn registration(shared: &Shared, call_id: &str) -> Option<Registration> {
+/// What is known of `call_id`: its registration from memory, else (a
+/// restart, another node) from the database, briefly; or that a call with
+/// it already ran.
+async fn registration(shared: &Shared, call_id: &str) -> Lookup {
     if let Some(r) = shared.registry.take(call_id) {
-        return Some(r);
+        return Lookup::Registered(r);
     }
-    let store = shared.store.as_ref()?;
+    let Some(store) = shared.store.as_ref() else {
+        return Lookup::Fresh;
+    };
+    // With the database away the lookup could only time out: a call never
+    // waits on it (registrations made through this node are in memory).
+    if shared
+        .db
+        .as_ref()
+        .is_some_and(|d| !d.db_up.load(Ordering::Relaxed))
+    {
+        debug!("database away: no registration lookup");
+        return Lookup::Fresh;
+    }
     match tokio::time::timeout(REGISTRATION_LOOKUP, store.registration(call_id)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             debug!(error = %e, "registration lookup failed");
-            None
+            Lookup::Fresh
         }
         Err(_) => {
             debug!("registration lookup timed out");
-            None
+            Lookup::Fresh
         }
     }
 }
@@ -702,9 +1028,11 @@ async fn record_usage(mut usage: mpsc::Receiver<UsageRecord>, mut recorder: Opti
     }
 }
 
-/// Tells an over-capacity caller no: an AudioSocket error frame, then close.
+/// Tells a caller no: AudioSocket hangup (0x00), then close. Asterisk takes
+/// only hangup and audio from the server; on 0x00 `AudioSocket()` returns
+/// and the dialplan goes on to its fallback.
 async fn refuse<S: AsyncWrite + Unpin>(mut stream: S) {
-    let frame = [0xff, 0x00, 0x01, ERROR_AT_CAPACITY];
+    let frame = [0x00, 0x00, 0x00];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(&frame).await?;
         stream.shutdown().await

@@ -717,14 +717,18 @@ async fn readiness_reports_spare_capacity(b: Backend) {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(body["spare_calls"], 2);
     assert_eq!(body["store"]["database_up"], true);
-    // Two calls take both slots: not ready.
+    // Two calls take both slots: not ready. (A connection is a call once
+    // it has sent its UUID.)
     let mut socks = Vec::new();
     for _ in 0..2 {
-        socks.push(
-            tokio::net::TcpStream::connect(api.audiosocket[0])
-                .await
-                .unwrap(),
-        );
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(api.audiosocket[0])
+            .await
+            .unwrap();
+        let mut hello = vec![0x01, 0x00, 0x10];
+        hello.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        s.write_all(&hello).await.unwrap();
+        socks.push(s);
     }
     let mut full = None;
     for _ in 0..50 {

@@ -88,11 +88,15 @@ fn speech_onset(samples: &[i16]) -> Duration {
 }
 
 /// The agent's utterances as heard by the caller: runs of received frames
-/// split where nothing arrived for more than 300 ms.
+/// split where only silence (frames of zeros: hark keeps the line alive
+/// with them) arrived for more than 300 ms.
 fn utterances(report: &DialReport) -> Vec<(Duration, Duration, Vec<i16>)> {
     let mut out: Vec<(Duration, Duration, Vec<i16>)> = Vec::new();
     for a in &report.arrivals {
         let samples = &report.received[a.offset..a.offset + a.len];
+        if samples.iter().all(|&s| s == 0) {
+            continue;
+        }
         match out.last_mut() {
             Some((_, end, s)) if a.at <= *end + Duration::from_millis(300) => {
                 *end = a.at;

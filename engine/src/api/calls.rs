@@ -13,7 +13,7 @@ use super::{ApiError, ApiState};
 use crate::store::{CallFilter, Principal, Registration};
 
 /// Outcomes a filter may name.
-const OUTCOMES: &[&str] = &["completed", "transferred", "abandoned", "failed"];
+const OUTCOMES: &[&str] = &["completed", "transferred", "abandoned", "failed", "refused"];
 
 /// `GET /v1/calls`.
 pub(crate) async fn list(
@@ -103,14 +103,17 @@ pub(crate) async fn register(
             ),
         ));
     }
-    let short = |name: &str, v: &Option<String>| match v {
-        Some(s) if s.is_empty() || s.len() > 64 => Err(ApiError::bad_request(format!(
-            "{name} must be 1-64 characters"
+    // An anonymous caller or a Local channel has no number: Asterisk's
+    // ${CALLERID(num)} is then empty, which means "unknown", not an error.
+    let short = |name: &str, v: Option<String>| match v {
+        Some(s) if s.len() > 64 => Err(ApiError::bad_request(format!(
+            "{name} must be at most 64 characters"
         ))),
-        _ => Ok(()),
+        Some(s) if s.is_empty() => Ok(None),
+        v => Ok(v),
     };
-    short("caller_id", &body.caller_id)?;
-    short("dnis", &body.dnis)?;
+    let caller_id = short("caller_id", body.caller_id)?;
+    let dnis = short("dnis", body.dnis)?;
     let direction = body.direction.unwrap_or_else(|| "inbound".into());
     if direction != "inbound" && direction != "outbound" {
         return Err(ApiError::bad_request(
@@ -134,8 +137,8 @@ pub(crate) async fn register(
         call_id: uuid::Uuid::new_v4().hyphenated().to_string(),
         tenant: who.tenant.clone(),
         agent: body.agent,
-        caller_id: body.caller_id,
-        dnis: body.dnis,
+        caller_id,
+        dnis,
         direction,
         metadata,
     };

@@ -23,11 +23,7 @@ pub(crate) async fn healthz() -> Json<Value> {
 pub(crate) async fn readyz(State(st): State<Arc<ApiState>>) -> impl IntoResponse {
     let live = &st.live;
     let draining = live.draining.load(Ordering::Relaxed);
-    let spare = if draining {
-        0
-    } else {
-        live.calls.available_permits()
-    };
+    let spare = live.spare();
     let ready = spare > 0;
     let store = st.writer.as_ref().map(|w| {
         json!({

@@ -21,7 +21,8 @@ pub(crate) async fn stats(
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(query.as_deref(), &["from", "to"])?;
     let to = p.time("to")?.unwrap_or_else(|| now_ms() + 1);
-    let from = p.time("from")?.unwrap_or(to - DAY_MS);
+    // The day before `to`, but never before the epoch: times are >= 0.
+    let from = p.time("from")?.unwrap_or((to - DAY_MS).max(0));
     if from >= to {
         return Err(ApiError::bad_request("from must be before to"));
     }

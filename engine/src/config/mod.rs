@@ -103,6 +103,11 @@ fn port_range(
 pub struct Config {
     /// Most calls in progress at once; the next one is refused.
     pub max_calls: usize,
+    /// Most connections waiting for their UUID at once (not yet calls).
+    pub max_pending: usize,
+    /// This node's name in the store: at start-up, calls it left open are
+    /// closed as failed.
+    pub node: String,
     /// How long shutdown waits for calls to finish before hanging them up.
     pub drain_timeout: Duration,
     /// Largest AudioSocket payload accepted.
@@ -533,6 +538,14 @@ struct RawServer {
     /// Default 10 s: long enough for a goodbye, short enough for a restart.
     #[serde(default = "default_drain_timeout_ms")]
     drain_timeout_ms: u64,
+    /// Default 64: Asterisk sends the UUID at once, so a few dozen
+    /// connections waiting for it cover a burst of call set-ups; more are
+    /// idle or hostile, and must not keep real calls out.
+    #[serde(default = "default_max_pending")]
+    max_pending: u64,
+    /// Default: the host name. Must be unique among the nodes that share a
+    /// database.
+    node: Option<String>,
 }
 
 impl Default for RawServer {
@@ -540,8 +553,23 @@ impl Default for RawServer {
         Self {
             max_calls: default_max_calls(),
             drain_timeout_ms: default_drain_timeout_ms(),
+            max_pending: default_max_pending(),
+            node: None,
         }
     }
+}
+
+fn default_max_pending() -> u64 {
+    64
+}
+
+/// The host name, from the kernel (no call into libc needed).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "hark".into())
 }
 
 fn default_max_calls() -> u64 {
@@ -636,6 +664,20 @@ impl RawConfig {
                 format!("{max_calls} is out of range: use 1 to 100000"),
             ));
         }
+        let max_pending = self.server.max_pending;
+        if !(1..=100_000).contains(&max_pending) {
+            return Err(invalid(
+                "server.max_pending",
+                format!("{max_pending} is out of range: use 1 to 100000"),
+            ));
+        }
+        let node = match &self.server.node {
+            None => host_name(),
+            Some(n) if (1..=64).contains(&n.len()) && !n.chars().any(char::is_control) => n.clone(),
+            Some(_) => {
+                return Err(invalid("server.node", "use 1 to 64 printable characters"));
+            }
+        };
         let drain = self.server.drain_timeout_ms;
         if drain > 3_600_000 {
             return Err(invalid(
@@ -807,6 +849,8 @@ impl RawConfig {
 
         Ok(Config {
             max_calls: max_calls as usize,
+            max_pending: max_pending as usize,
+            node,
             drain_timeout: Duration::from_millis(drain),
             max_payload,
             call,

@@ -65,7 +65,7 @@ impl Script {
                 continue;
             }
             if let Some(q) = self.questions.get(asked) {
-                slots.insert(q.slot.clone(), a.to_string());
+                slots.insert(q.slot.clone(), slot_value(a));
                 asked += 1;
             }
             if asked == self.questions.len() {
@@ -107,6 +107,16 @@ fn is_yes(answer: &str) -> bool {
         "yes" | "yeah" | "yep" | "yup" | "correct" | "right" | "sure" | "exactly" | "ok" | "okay"
     ) || a.contains("that's right")
         || a.contains("that is right")
+}
+
+/// An answer as a slot value: Whisper ends "8 o'clock" with a period, and
+/// the read-back template has its own punctuation ("at {time}, under").
+fn slot_value(answer: &str) -> String {
+    answer
+        .trim()
+        .trim_end_matches(['.', '!', '?', ',', ';', ':', '…'])
+        .trim_end()
+        .to_string()
 }
 
 /// `{slot}` placeholders filled from `slots`.
@@ -224,6 +234,15 @@ mod tests {
         assert_eq!(line, "You're booked. Goodbye.");
         assert_eq!(slots["party"], "four");
         assert!(done);
+    }
+
+    #[test]
+    fn the_read_back_drops_the_callers_final_punctuation() {
+        let (line, slots, _) = said(&["Luigi.", "Two!"]);
+        assert_eq!(slots["name"], "Luigi");
+        assert_eq!(line, "A table for Two, under Luigi. Is that right?");
+        // Inner punctuation stays.
+        assert_eq!(slot_value("  Mr. Smith. "), "Mr. Smith");
     }
 
     #[test]

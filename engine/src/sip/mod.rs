@@ -152,7 +152,7 @@ impl Sip {
                     uas.reject(now, call, 503, "Service Unavailable");
                     return;
                 }
-                if self.shared.live.calls.available_permits() == 0 {
+                if self.shared.live.spare() == 0 {
                     self.shared.live.refused.fetch_add(1, Ordering::Relaxed);
                     uas.reject(now, call, 486, "Busy Here");
                     return;
