@@ -406,6 +406,20 @@ fn the_caller_hanging_up_mid_reply_keeps_what_was_heard() {
 }
 
 #[test]
+fn a_reply_cut_before_its_first_word_leaves_no_empty_segment() {
+    // Hang up at every moment around the reply's start: whenever nothing
+    // of it was heard, the transcript gets no agent line with no words.
+    for ms in (3_200..3_600).step_by(10) {
+        let mut sim = VoiceSim::new(config(), polite());
+        sim.caller_says(2_000, 800, "I need a table");
+        sim.caller_hangs_up(ms);
+        for s in sim.said() {
+            assert!(!s.text.trim().is_empty(), "hang-up at {ms} ms: {s:?}");
+        }
+    }
+}
+
+#[test]
 fn a_failing_provider_gets_an_apology_and_the_call_goes_on() {
     let mut calls = 0;
     let model = Box::new(move |_: &[ChatLine]| {

@@ -333,6 +333,11 @@ impl Conversation {
             return;
         }
         self.history.push(Speaker::Agent, text, interrupted);
+        // Cut off before a word was heard (the caller hung up or barged in
+        // at once): the history says so, the transcript has nothing to show.
+        if text.trim().is_empty() {
+            return;
+        }
         self.record(Record::Said(Segment {
             speaker: Speaker::Agent,
             text: text.trim().to_string(),
