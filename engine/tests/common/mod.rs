@@ -4,6 +4,7 @@
 
 pub mod asterisk;
 pub mod db;
+pub mod sip;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
