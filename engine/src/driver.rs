@@ -514,8 +514,8 @@ async fn sleep_or_forever(deadline: Option<Instant>) {
 /// Logs a call event; returns the end reason for `Ended`.
 fn log_event(event: Event) -> Option<EndReason> {
     match event {
-        Event::Started(id) => {
-            tracing::Span::current().record("call_id", tracing::field::display(id));
+        Event::Started(_) => {
+            // The span already carries the id (recorded at admission).
             info!("call started");
         }
         Event::Format(rate) => debug!(%rate, "caller audio format"),

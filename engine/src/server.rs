@@ -144,7 +144,7 @@ impl Shared {
     /// Records a refused call under its UUID: the dialplan (or an admin)
     /// reads `refused` and why from the API. A duplicate UUID is only
     /// logged: its row is the call in progress, which must stay intact.
-    pub(crate) fn record_refusal(&self, uuid: &str, refusal: Refusal) {
+    pub(crate) fn record_refusal(&self, uuid: &str, refusal: Refusal, listener_agent: usize) {
         if refusal == Refusal::DuplicateUuid {
             return;
         }
@@ -164,10 +164,11 @@ impl Shared {
             .as_ref()
             .map(|r| r.tenant.clone())
             .unwrap_or_else(|| self.default_tenant());
+        // The agent the call would have had.
         let agent = registered
             .as_ref()
             .map(|r| r.agent.clone())
-            .unwrap_or_default();
+            .unwrap_or_else(|| self.agent_name(listener_agent).to_string());
         let at = now_ms();
         recorder.record(StoreEvent::CallStarted(crate::store::CallStart {
             call_id: uuid.to_string(),
@@ -676,7 +677,7 @@ pub(crate) fn start_call<S>(
                 Err(refusal) => {
                     shared.live.refused.fetch_add(1, Ordering::Relaxed);
                     warn!(%listener, max_calls = config.max_calls, reason = refusal.as_str(), "refusing call");
-                    shared.record_refusal(&uuid, refusal);
+                    shared.record_refusal(&uuid, refusal, agent);
                     refuse(stream).await;
                     return;
                 }

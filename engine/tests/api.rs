@@ -781,6 +781,20 @@ async fn a_registered_call_gets_its_agent_and_its_outcome_is_queryable(b: Backen
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{reg}");
+    // No caller id is normal in telephony (an anonymous caller, a Local
+    // channel: Asterisk's ${CALLERID(num)} is empty); lengths count
+    // characters, as the document's maxLength does.
+    for caller in [json!(""), json!(null), json!("é".repeat(64))] {
+        let (st, body) = api
+            .send(
+                "POST",
+                &admin,
+                "/v1/calls",
+                json!({"agent": "slow", "caller_id": caller, "dnis": ""}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{caller}: {body}");
+    }
     let id: uuid::Uuid = reg["id"].as_str().unwrap().parse().unwrap();
     // It arrives on listener "a" (agent echo, 100 ms) but was registered
     // for "slow" (700 ms): the echo must come back 700 ms late.

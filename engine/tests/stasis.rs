@@ -585,6 +585,46 @@ fn every_setup_bridges_though_the_media_channel_enters_the_application_late() {
 }
 
 #[test]
+fn a_call_hung_up_by_shutdown_goes_back_to_the_dialplan() {
+    let rt = runtime();
+    let fake = rt.block_on(FakeAri::start("hark", "hark", "pw")).unwrap();
+    let mut daemon = Daemon::start(
+        &config(&fake, "", "").replace("[limits]", "[server]\ndrain_timeout_ms = 300\n\n[limits]"),
+    );
+    assert!(daemon.wait_for_log("ARI events connected", Duration::from_secs(60)));
+    rt.block_on(async {
+        let mut legs = media_side(&fake, Caller::talking(20_000));
+        let (id, _) = fake.start_call(&call(&[]));
+        assert!(
+            fake.wait_until(Duration::from_secs(10), |f| f.bridges().len() == 1)
+                .await,
+            "the call is bridged"
+        );
+        // SIGTERM: the drain timeout passes and hark hangs the call up, as
+        // it sends 0x00 to an AudioSocket caller, who goes on in the
+        // dialplan: so does this one.
+        let pid = daemon.pid();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        let _ = next_leg(&mut legs, Duration::from_secs(10)).await;
+        assert!(
+            fake.wait_until(Duration::from_secs(10), |f| f.channel(&id).is_some_and(
+                |ch| {
+                    ch.continued_to.is_some()
+                        && ch.vars.get("HARK_OUTCOME").map(String::as_str) == Some("shutdown")
+                }
+            ))
+            .await,
+            "{:?}",
+            fake.channel(&id)
+        );
+    });
+    drop(daemon);
+}
+
+#[test]
 fn a_setup_that_fails_for_good_sends_the_caller_back_and_is_stored_failed() {
     let rt = runtime();
     let fake = rt.block_on(FakeAri::start("hark", "hark", "pw")).unwrap();

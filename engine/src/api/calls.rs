@@ -106,7 +106,7 @@ pub(crate) async fn register(
     // An anonymous caller or a Local channel has no number: Asterisk's
     // ${CALLERID(num)} is then empty, which means "unknown", not an error.
     let short = |name: &str, v: Option<String>| match v {
-        Some(s) if s.len() > 64 => Err(ApiError::bad_request(format!(
+        Some(s) if s.chars().count() > 64 => Err(ApiError::bad_request(format!(
             "{name} must be at most 64 characters"
         ))),
         Some(s) if s.is_empty() => Ok(None),

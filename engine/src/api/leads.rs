@@ -85,8 +85,14 @@ pub(crate) async fn update(
     if change.status.is_none() && change.notes.is_none() {
         return Err(ApiError::bad_request("give status, notes or both"));
     }
-    if change.notes.as_ref().is_some_and(|n| n.len() > 4000) {
-        return Err(ApiError::bad_request("notes must be at most 4000 bytes"));
+    if change
+        .notes
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 4000)
+    {
+        return Err(ApiError::bad_request(
+            "notes must be at most 4000 characters",
+        ));
     }
     let patch = LeadPatch {
         status: change.status.as_deref().map(status).transpose()?,

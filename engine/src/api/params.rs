@@ -40,9 +40,10 @@ impl Params {
     pub(crate) fn text(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.0.get(name) {
             None => Ok(None),
-            Some(v) if v.is_empty() || v.len() > 200 => Err(ApiError::bad_request(format!(
-                "{name} must be 1-200 characters"
-            ))),
+            // Characters, as the document's maxLength counts them.
+            Some(v) if v.is_empty() || v.chars().count() > 200 => Err(ApiError::bad_request(
+                format!("{name} must be 1-200 characters"),
+            )),
             Some(v) => Ok(Some(v.clone())),
         }
     }
@@ -101,7 +102,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            // The media type itself, parameters (charset) aside:
+            // "application/jsonfoo" is not JSON.
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+            });
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

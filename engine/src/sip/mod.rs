@@ -238,10 +238,20 @@ impl Sip {
         media: &sip_bridge::sdp::Negotiated,
     ) {
         let dialled = user_of(uri);
-        let agent = dialled
-            .as_deref()
-            .and_then(|u| self.shared.agent_index(u))
-            .unwrap_or(self.agent);
+        let named = dialled.as_deref().and_then(|u| self.shared.agent_index(u));
+        let agent = named.unwrap_or(self.agent);
+        if named.is_none()
+            && let Some(u) = dialled.as_deref()
+            && u != "hark"
+        {
+            // Not an agent's name: the listener's agent answers (a user
+            // "hark", as pjsip.conf's aor has it, is the plain way in).
+            warn!(
+                user = u,
+                used = self.shared.agent_name(agent),
+                "the Request-URI names no agent: the call gets the default agent"
+            );
+        }
         let metadata = serde_json::json!({
             "source": "sip",
             "sip_call_id": call_id,

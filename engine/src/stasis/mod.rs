@@ -37,6 +37,7 @@ mod session;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use ari_client::{AriConfig, Client, Delivery, DialplanTarget, Event, Events, Reconnect};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -174,6 +175,25 @@ impl Stasis {
                 },
             }
         }
+        // Every call's media is over, but a session may still be sending
+        // its caller back to the dialplan (a call hung up by the shutdown
+        // goes on there, as an AudioSocket caller does on 0x00): give the
+        // sessions a moment before the process goes.
+        let grace = tokio::time::sleep(SESSIONS_GRACE);
+        tokio::pin!(grace);
+        while !sessions.is_empty() {
+            tokio::select! {
+                Some(ids) = done_rx.recv() => {
+                    for id in ids {
+                        sessions.remove(&id);
+                    }
+                }
+                () = &mut grace => {
+                    warn!(calls = sessions.len() / 2, "stasis sessions still busy at exit");
+                    break;
+                }
+            }
+        }
         info!("stasis mode stopped");
     }
 }
@@ -248,6 +268,9 @@ fn route(
         _ => {}
     }
 }
+
+/// How long, at exit, sessions get to finish with their callers.
+const SESSIONS_GRACE: Duration = Duration::from_secs(3);
 
 /// Sends without making the controller wait: a session's queue holds more
 /// notices than a call produces, but if it is ever full the notice is sent

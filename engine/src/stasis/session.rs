@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ari_client::{AriError, Channel, DialplanTarget, Encapsulation, ExternalMedia};
+use media_core::EndReason;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -500,6 +501,24 @@ impl Session {
                 };
                 if !sent {
                     // It could not go on: do not leave it in silence.
+                    let _ = retry("hang up caller", || client.hangup(&caller, "normal")).await;
+                }
+            }
+            // hark is shutting down and hung the call up: as an AudioSocket
+            // caller gets 0x00 and goes on, this caller goes back to the
+            // dialplan (the priority after Stasis(), e.g. a queue).
+            Ending::Media(Some(end)) if end.reason == EndReason::Shutdown.to_string() => {
+                info!("media leg ended by shutdown: back to the dialplan");
+                let _ = retry("set HARK_OUTCOME", || {
+                    client.set_variable(&caller, "HARK_OUTCOME", "shutdown")
+                })
+                .await;
+                let next = DialplanTarget::default();
+                if !retry("continue caller", || {
+                    client.continue_in_dialplan(&caller, &next)
+                })
+                .await
+                {
                     let _ = retry("hang up caller", || client.hangup(&caller, "normal")).await;
                 }
             }

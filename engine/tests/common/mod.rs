@@ -132,6 +132,11 @@ impl Daemon {
         self._dir.path()
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the daemon at once (SIGKILL), as a crash or the OOM killer would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
