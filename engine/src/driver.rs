@@ -21,7 +21,7 @@ use media_core::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-use tracing::{debug, info, trace, warn};
+use tracing::{Instrument, debug, info, trace, warn};
 
 use crate::recording::{CallRecording, RecordingSetup};
 use crate::server::Phase;
@@ -109,6 +109,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut outcome = None;
     let mut handoff = None;
     let mut durable = None;
+    let mut late = None;
     debug!(%peer, "connection accepted");
 
     loop {
@@ -155,7 +156,9 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     other => {
                         if let Some(reason) = log_event(other) {
                             if let Some(rec) = recording.take() {
-                                durable = rec.finish(&reason, now);
+                                let (d, l) = rec.finish(&reason, now);
+                                durable = d;
+                                late = Some(l);
                             }
                             outcome = Some(reason);
                         }
@@ -220,21 +223,37 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             Some((id, news)) = replies.recv() => call.handle_reply(clock(), id, news),
         }
     }
-    // The call is over; its last turns are still worth their text.
-    let grace = tokio::time::sleep(TRANSCRIPT_GRACE);
-    tokio::pin!(grace);
-    while !pending.is_empty() {
-        tokio::select! {
-            result = next_transcript(&mut pending) => {
-                if let Some(turn) = pending.pop_front() {
-                    log_transcript(&turn, result, clock());
+    // The call is over; its last turns are still worth their text, but
+    // the call's end, its slot and whoever waits for it (a Stasis session)
+    // do not wait for them: they are stored when they come.
+    if !pending.is_empty() {
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                let grace = tokio::time::sleep(TRANSCRIPT_GRACE);
+                tokio::pin!(grace);
+                while !pending.is_empty() {
+                    tokio::select! {
+                        result = next_transcript(&mut pending) => {
+                            if let Some(turn) = pending.pop_front() {
+                                let heard = log_transcript(&turn, result, clock());
+                                if let Some(l) = &mut late {
+                                    l.record(&heard.text, heard.confidence, turn.speech_start, turn.speech_end);
+                                }
+                            }
+                        }
+                        () = &mut grace => {
+                            warn!(turns = pending.len(), "call ended with turns still being transcribed; giving up on them");
+                            break;
+                        }
+                    }
+                }
+                if let Some(l) = &mut late {
+                    l.flush().await;
                 }
             }
-            () = &mut grace => {
-                warn!(turns = pending.len(), "call ended with turns still being transcribed; giving up on them");
-                break;
-            }
-        }
+            .instrument(span),
+        );
     }
     // The end is on disk before the peer sees the socket close.
     if let Some(d) = durable {

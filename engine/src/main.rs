@@ -778,3 +778,26 @@ fn tone(rate: SampleRate, hz: f64, secs: f64) -> Vec<i16> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn only_a_password_is_redacted() {
+        assert_eq!(
+            redact_url("mysql://hark:s3cret@db:3306/hark"),
+            "mysql://hark:***@db:3306/hark"
+        );
+        // No password: printed as it is, no "***" suggesting one.
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(
+            redact_url("mysql://root:@127.0.0.1/test"),
+            "mysql://root:@127.0.0.1/test"
+        );
+        assert_eq!(redact_url("sqlite://hark.db"), "sqlite://hark.db");
+    }
+}

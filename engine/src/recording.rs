@@ -40,6 +40,40 @@ pub(crate) struct RecordingSetup {
     pub(crate) ends: Option<EndsJournal>,
 }
 
+/// Where the transcripts of a call's last turns go when they come after
+/// its end: caller segments after the call's own, in order.
+#[derive(Debug)]
+pub(crate) struct LateTurns {
+    recorder: Recorder,
+    call_id: String,
+    next_seq: i64,
+}
+
+impl LateTurns {
+    /// Records the transcript of a caller turn that ended the call.
+    pub(crate) fn record(&mut self, text: &str, confidence: f32, start: Time, end: Time) {
+        if text.trim().is_empty() {
+            return;
+        }
+        self.recorder.record(StoreEvent::Segment(Segment {
+            call_id: self.call_id.clone(),
+            seq: self.next_seq,
+            speaker: "caller".into(),
+            text: text.trim().to_string(),
+            start_ms: ms(start),
+            end_ms: ms(end),
+            confidence: Some(f64::from(confidence)),
+            interrupted: false,
+        }));
+        self.next_seq += 1;
+    }
+
+    /// Sends what the queue could not take yet.
+    pub(crate) async fn flush(&mut self) {
+        self.recorder.flush().await;
+    }
+}
+
 /// A call's end on its way to the ends journal: the driver awaits it
 /// before it closes the call's socket.
 #[derive(Debug)]
@@ -179,7 +213,11 @@ impl CallRecording {
     /// time at its end. The returned end must be awaited before the call's
     /// socket closes: then the end survives a crash.
     #[must_use]
-    pub(crate) fn finish(mut self, reason: &EndReason, end: Time) -> Option<DurableEnd> {
+    pub(crate) fn finish(
+        mut self,
+        reason: &EndReason,
+        end: Time,
+    ) -> (Option<DurableEnd>, LateTurns) {
         let (outcome, target) = match (&self.outcome, reason) {
             (Some(Outcome::Transferred { target, .. }), _) => ("transferred", Some(target.clone())),
             (Some(o), _) => (o.as_str(), None),
@@ -210,6 +248,11 @@ impl CallRecording {
             end: call_end.clone(),
         });
         self.setup.recorder.record(StoreEvent::CallEnded(call_end));
+        let late = LateTurns {
+            recorder: self.setup.recorder.clone(),
+            call_id: self.call_id.clone(),
+            next_seq: self.segments,
+        };
         let ending = Ending {
             call_id: self.call_id,
             tenant: self.setup.tenant.clone(),
@@ -238,6 +281,6 @@ impl CallRecording {
             }
             .instrument(span),
         );
-        durable
+        (durable, late)
     }
 }

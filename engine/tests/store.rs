@@ -301,6 +301,13 @@ async fn leads_follow_the_workflow_and_are_audited(b: Backend) {
         .unwrap();
     assert_eq!(l.notes.as_deref(), Some("call back Tuesday"));
     assert_eq!(s.lead("t1", id).await.unwrap().status, "qualified");
+    // The status it has, the notes it has: nothing changes, nothing is
+    // audited (the count below stays 2).
+    let same = s
+        .patch_lead("t1", id, &to(LeadStatus::Qualified), Some(7))
+        .await
+        .unwrap();
+    assert_eq!(same.updated_ms, l.updated_ms);
     assert_eq!(
         scalar(
             &s,

@@ -288,6 +288,24 @@ async fn a_daemon_started_while_the_database_is_away_answers_and_catches_up(b: B
     let id = opts.uuid.to_string();
     let report = hark::dial::dial(&opts).await.unwrap();
     assert!(!report.received.is_empty(), "the call was answered");
+    // The call did not wait on the database: hark knew it was away.
+    assert!(
+        daemon.wait_for_log(
+            "database away: no registration lookup",
+            Duration::from_secs(2)
+        ),
+        "{:#?}",
+        daemon.log
+    );
+    let ready: serde_json::Value = http
+        .get(format!("http://{api}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["store"]["database_up"], false, "{ready}");
     wait_until(
         "the call's events in the spool",
         Duration::from_secs(30),
@@ -297,6 +315,21 @@ async fn a_daemon_started_while_the_database_is_away_answers_and_catches_up(b: B
     outage.up().await;
     wait_until("the replay", Duration::from_secs(30), async || {
         metric(&http, api, "hark_store_spool_pending").await == Some(0.0)
+    })
+    .await;
+    // And /readyz says it is back.
+    wait_until("database_up", Duration::from_secs(10), async || {
+        let r: Option<serde_json::Value> = async {
+            http.get(format!("http://{api}/readyz"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+        .await;
+        r.is_some_and(|r| r["store"]["database_up"] == true)
     })
     .await;
     let direct = Store::connect(&db.url).await.unwrap();

@@ -125,3 +125,56 @@ fn a_missing_model_stops_the_start_with_its_name() {
         "{err}"
     );
 }
+
+/// A caller who hangs up the moment they stop speaking: the call's end
+/// does not wait for that last turn's transcript. Its slot is free at once
+/// (a second call fits a hark of one call), and the transcript is stored
+/// as the call's caller segment when it comes.
+#[test]
+fn the_last_turn_is_stored_after_the_call_and_holds_no_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config("silero").replace(
+        "[[listener]]",
+        &format!(
+            "[server]\nmax_calls = 1\n\n[store]\nurl = \"sqlite://{}\"\nspool = \"{}\"\n\n[[listener]]",
+            dir.path().join("hark.db").display(),
+            dir.path().join("hark.spool").display()
+        ),
+    );
+    let mut daemon = Daemon::start(&config);
+    let speech = hark::wav::read(&root().join("testdata/speech/turns.8k.wav")).unwrap();
+    // The first turn only, then hang up at once (no silence after it).
+    let first = &speech.samples[..speech.rate.samples_in(Duration::from_millis(3_000))];
+    let mut opts = DialOptions::new(daemon.address, speech.rate, first.to_vec());
+    opts.tail = Duration::ZERO;
+    opts.hangup = true;
+    let id = opts.uuid.to_string();
+    let rt = runtime();
+    rt.block_on(dial(&opts)).expect("dial");
+    // At once: the slot is free, a second call is answered, not refused.
+    let mut next = DialOptions::new(daemon.address, speech.rate, vec![0; 1_600]);
+    next.tail = Duration::from_millis(100);
+    let report = rt.block_on(dial(&next)).expect("dial");
+    assert_ne!(report.end, hark::dial::DialEnd::Refused);
+    // The end was recorded without waiting, and the turn's text follows.
+    assert!(daemon.wait_for_log("caller turn", Duration::from_secs(60)));
+    let db = format!("sqlite://{}", dir.path().join("hark.db").display());
+    let text = rt.block_on(async {
+        let store = hark::store::Store::connect(&db).await.unwrap();
+        let mut text = None;
+        for _ in 0..100 {
+            if let Ok(c) = store.call("default", &id).await
+                && let Some(s) = c.transcript.iter().find(|s| s.speaker == "caller")
+            {
+                assert!(c.call.end_ms.is_some());
+                text = Some(s.text.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store.close().await;
+        text
+    });
+    let text = text.expect("the late turn is stored");
+    assert!(!text.is_empty());
+}
