@@ -135,14 +135,25 @@ fn silent_callers_stay_up_on_every_agent_kind() {
 
 #[test]
 fn a_call_over_capacity_goes_back_to_the_dialplan() {
-    let mut daemon = Daemon::start(&echo_config("max_calls = 1"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("hark.db").display());
+    let config = echo_config("max_calls = 1").replace(
+        "[limits]",
+        &format!(
+            "[store]\nurl = \"{db}\"\nspool = \"{}\"\n\n[api]\naddress = \"127.0.0.1:0\"\n\n[limits]",
+            dir.path().join("hark.spool").display()
+        ),
+    );
+    let mut daemon = Daemon::start(&config);
+    let api = daemon.api_address().expect("the api listens");
+    let refused_id = uuid::Uuid::new_v4();
     runtime().block_on(async {
         let addr = daemon.address;
         let holder = tokio::spawn(async move {
             audiosocket_app(addr, uuid::Uuid::new_v4(), &Caller::silent(3)).await
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let refused = audiosocket_app(addr, uuid::Uuid::new_v4(), &Caller::silent(3)).await;
+        let refused = audiosocket_app(addr, refused_id, &Caller::silent(3)).await;
         // 0x00 before any audio: AudioSocket() returns 0 and the dialplan
         // reaches its fallback, where an error frame would hang up.
         assert_eq!(refused.end, AppEnd::Continue, "{refused:?}");
@@ -150,6 +161,32 @@ fn a_call_over_capacity_goes_back_to_the_dialplan() {
         assert!(refused.lasted < Duration::from_millis(500));
         let held = holder.await.unwrap();
         assert_eq!(held.end, AppEnd::CallerHungUp, "{held:?}");
+        // The dialplan (section 6) reads why: outcome refused, at capacity.
+        let store = hark::store::Store::connect(&db).await.unwrap();
+        let token = store
+            .create_token("default", hark::store::Role::Viewer, "dialplan")
+            .await
+            .unwrap()
+            .token;
+        let http = hark::llm::http_client().unwrap();
+        let mut body = serde_json::Value::Null;
+        for _ in 0..100 {
+            let r = http
+                .get(format!("http://{api}/v1/calls/{refused_id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            if r.status().is_success() {
+                body = r.json().await.unwrap();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(body["outcome"], "refused", "{body}");
+        assert_eq!(body["end_reason"], "at capacity", "{body}");
+        assert_eq!(body["agent"], "echo", "{body}");
+        store.close().await;
     });
     assert!(daemon.wait_for_log("refusing call", Duration::from_secs(2)));
 }
