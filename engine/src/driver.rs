@@ -460,20 +460,31 @@ fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now:
     };
     match result {
         Ok(t) => {
-            info!(
-            text = %t.text,
-            confidence = format_args!("{:.2}", t.confidence),
-            start_ms = turn.speech_start.as_micros() / 1_000,
-            speech_ms,
-            audio_ms = ms(t.audio),
-            endpoint_ms,
-            queued_ms = ms(t.queued),
-            stt_ms = ms(t.processing),
-            turn_end_to_text_ms,
-            engine = %t.engine,
-            end = ?turn.reason,
-            "caller turn"
-            );
+            // What a caller said is theirs: in clear only at debug level,
+            // never at info or above (where only its size shows).
+            macro_rules! caller_turn {
+                ($level:ident, $($text:tt)*) => {
+                    $level!(
+                        $($text)*
+                        confidence = format_args!("{:.2}", t.confidence),
+                        start_ms = turn.speech_start.as_micros() / 1_000,
+                        speech_ms,
+                        audio_ms = ms(t.audio),
+                        endpoint_ms,
+                        queued_ms = ms(t.queued),
+                        stt_ms = ms(t.processing),
+                        turn_end_to_text_ms,
+                        engine = %t.engine,
+                        end = ?turn.reason,
+                        "caller turn"
+                    )
+                };
+            }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                caller_turn!(debug, text = %t.text,);
+            } else {
+                caller_turn!(info, chars = t.text.chars().count(),);
+            }
             heard.text = t.text;
             heard.confidence = t.confidence;
         }
@@ -492,9 +503,18 @@ fn log_record(record: &Record) {
     let ms = |t: Time| t.as_micros() / 1_000;
     let span = |a: Time, b: Time| b.saturating_since(a).as_millis() as u64;
     match record {
-        Record::Said(s) => info!(
+        // Transcript text only at debug level (see `log_transcript`).
+        Record::Said(s) if tracing::enabled!(tracing::Level::DEBUG) => debug!(
             speaker = ?s.speaker,
             text = %s.text,
+            start_ms = ms(s.start),
+            end_ms = ms(s.end),
+            interrupted = s.interrupted,
+            "said"
+        ),
+        Record::Said(s) => info!(
+            speaker = ?s.speaker,
+            chars = s.text.chars().count(),
             start_ms = ms(s.start),
             end_ms = ms(s.end),
             interrupted = s.interrupted,
@@ -514,7 +534,11 @@ fn log_record(record: &Record) {
             reaction_ms = span(*onset, *at),
             "barge-in"
         ),
-        Record::Lead(args) => info!(lead = %args, "lead"),
+        // A lead is names and numbers: its content only at debug level.
+        Record::Lead(args) => {
+            debug!(lead = %args, "lead");
+            info!(bytes = args.len(), "lead recorded by the model");
+        }
         Record::ReplyFailed(why) => warn!("reply failed: {why}"),
         Record::Outcome(o @ Outcome::Transferred { target, reason }) => {
             info!(outcome = %o.as_str(), %target, %reason, "conversation outcome");
@@ -538,7 +562,9 @@ fn log_event(event: Event) -> Option<EndReason> {
             info!("call started");
         }
         Event::Format(rate) => debug!(%rate, "caller audio format"),
-        Event::Dtmf(d) => info!(digit = %d, "dtmf"),
+        // Keys may be card digits or a PIN: which key only at debug level.
+        Event::Dtmf(d) if tracing::enabled!(tracing::Level::DEBUG) => debug!(digit = %d, "dtmf"),
+        Event::Dtmf(_) => info!("dtmf"),
         Event::BadDtmf(b) => warn!(byte = b, "ignored a DTMF message that is not a digit"),
         Event::SpeechStarted(at) => debug!(at_ms = at.as_micros() / 1_000, "caller speaking"),
         Event::Ended { reason, stats } => {

@@ -231,7 +231,9 @@ impl CallRecording {
             ) => ("failed", None),
             (None, _) => ("completed", None),
         };
-        let failed = outcome == "failed";
+        // Why, where it matters: a failure, or a call hark's shutdown cut
+        // (completed, but not by the caller or the agent).
+        let failed = outcome == "failed" || matches!(reason, EndReason::Shutdown);
         let outcome = outcome.to_string();
         let call_end = CallEnd {
             call_id: self.call_id.clone(),

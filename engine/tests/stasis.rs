@@ -592,6 +592,7 @@ fn a_call_hung_up_by_shutdown_goes_back_to_the_dialplan() {
         &config(&fake, "", "").replace("[limits]", "[server]\ndrain_timeout_ms = 300\n\n[limits]"),
     );
     assert!(daemon.wait_for_log("ARI events connected", Duration::from_secs(60)));
+    let dir = daemon.dir().to_path_buf();
     rt.block_on(async {
         let mut legs = media_side(&fake, Caller::talking(20_000));
         let (id, _) = fake.start_call(&call(&[]));
@@ -608,7 +609,7 @@ fn a_call_hung_up_by_shutdown_goes_back_to_the_dialplan() {
             .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
-        let _ = next_leg(&mut legs, Duration::from_secs(10)).await;
+        let leg = next_leg(&mut legs, Duration::from_secs(10)).await;
         assert!(
             fake.wait_until(Duration::from_secs(10), |f| f.channel(&id).is_some_and(
                 |ch| {
@@ -620,6 +621,10 @@ fn a_call_hung_up_by_shutdown_goes_back_to_the_dialplan() {
             "{:?}",
             fake.channel(&id)
         );
+        // And the record says the shutdown cut it.
+        let row = stored_call(&dir, "default", &leg.uuid, |c| c.end_ms.is_some()).await;
+        assert_eq!(row.outcome.as_deref(), Some("completed"), "{row:?}");
+        assert_eq!(row.end_reason.as_deref(), Some("shutdown"), "{row:?}");
     });
     drop(daemon);
 }

@@ -178,3 +178,43 @@ fn the_last_turn_is_stored_after_the_call_and_holds_no_slot() {
     let text = text.expect("the late turn is stored");
     assert!(!text.is_empty());
 }
+
+/// What a caller says is theirs: at the production log level (info) the
+/// turns are logged with their timings and size, never their words.
+#[test]
+fn at_info_level_no_transcript_reaches_the_log() {
+    let mut daemon = Daemon::start_logging(&config("silero"), "info");
+    let audio = hark::wav::read(&root().join("testdata/speech/turns.8k.wav")).unwrap();
+    let truth = std::fs::read_to_string(root().join("testdata/speech/turns.tsv")).unwrap();
+    let mut opts = DialOptions::new(daemon.address, audio.rate, audio.samples);
+    opts.tail = Duration::from_millis(1_500);
+    runtime().block_on(dial(&opts)).expect("dial");
+    assert!(daemon.wait_for_log_count("caller turn", 3, Duration::from_secs(60)));
+    daemon.pump_log();
+    let turns: Vec<&String> = daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("caller turn"))
+        .collect();
+    assert!(
+        turns
+            .iter()
+            .all(|l| l.contains("chars=") && !l.contains("text=")),
+        "{turns:#?}"
+    );
+    // No word of four letters or more of what was said appears anywhere.
+    for line in truth.lines().skip(1) {
+        let text = line.splitn(3, '\t').nth(2).unwrap_or("");
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() >= 4)
+        {
+            let w = word.to_lowercase();
+            assert!(
+                !daemon.log.iter().any(|l| l.to_lowercase().contains(&w)),
+                "{word:?} is in the log: {:#?}",
+                daemon.log
+            );
+        }
+    }
+}

@@ -51,6 +51,11 @@ delay_ms = {ECHO_DELAY_MS}
 
 impl Daemon {
     pub fn start(config: &str) -> Daemon {
+        Daemon::start_logging(config, "debug")
+    }
+
+    /// Starts it with `HARK_LOG` at `level` (the production default is info).
+    pub fn start_logging(config: &str, level: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let path: PathBuf = dir.path().join("hark.toml");
         std::fs::write(&path, config).expect("write config");
@@ -58,7 +63,7 @@ impl Daemon {
             .arg("serve")
             .arg("--config")
             .arg(&path)
-            .env("HARK_LOG", "debug")
+            .env("HARK_LOG", level)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
