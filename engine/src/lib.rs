@@ -7,7 +7,10 @@
 //! # Layout
 //! - [`config`]: `hark.toml` -> validated [`Config`].
 //! - [`chat`]: `hark chat`, a text conversation through an agent's router.
-//! - `server`: listeners, the call cap, graceful shutdown ([`Server`]).
+//! - `server`: listeners, graceful shutdown ([`Server`]).
+//! - `admission`: when a connection becomes a call: places for connections
+//!   waiting for their UUID, call slots, refusals, the UUID book.
+//! - [`preflight`]: what `check-config` and `serve` check before starting.
 //! - `driver`: the per-call task that owns the socket and the `Call`.
 //! - `speaking`: a talking call's model replies and speech, in order.
 //! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
@@ -27,8 +30,9 @@
 //!
 //! # Concurrency
 //! One accept task per listener, one driver task per call; they share only
-//! a semaphore (the call cap) and a `watch` channel (the shutdown phase). No
-//! lock is taken per frame.
+//! the admission state (a semaphore for the call cap, two mutexes each taken
+//! once per connection) and a `watch` channel (the shutdown phase). No lock
+//! is taken per frame.
 #![deny(unsafe_code)]
 
 pub mod chat;
@@ -48,6 +52,7 @@ pub mod tts;
 pub mod vad;
 pub mod wav;
 
+mod admission;
 mod api;
 mod driver;
 pub mod leads;

@@ -151,11 +151,19 @@ fn the_last_turn_is_stored_after_the_call_and_holds_no_slot() {
     let id = opts.uuid.to_string();
     let rt = runtime();
     rt.block_on(dial(&opts)).expect("dial");
-    // At once: the slot is free, a second call is answered, not refused.
+    // As soon as hark has ended the call (before, the end waited for the
+    // transcript, up to 60 s): the slot is free, a second call is answered.
+    assert!(daemon.wait_for_log(
+        "call ended reason=peer sent hangup",
+        Duration::from_secs(10)
+    ));
+    daemon.pump_log();
+    let early = !daemon.log.iter().any(|l| l.contains("caller turn"));
     let mut next = DialOptions::new(daemon.address, speech.rate, vec![0; 1_600]);
     next.tail = Duration::from_millis(100);
     let report = rt.block_on(dial(&next)).expect("dial");
     assert_ne!(report.end, hark::dial::DialEnd::Refused);
+    println!("the second call came before the first call's transcript: {early}");
     // The end was recorded without waiting, and the turn's text follows.
     assert!(daemon.wait_for_log("caller turn", Duration::from_secs(60)));
     let db = format!("sqlite://{}", dir.path().join("hark.db").display());
