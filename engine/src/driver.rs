@@ -79,7 +79,7 @@ pub(crate) struct CallOutcome {
 ///
 /// `read` holds bytes already read from the socket (the UUID message,
 /// read early to choose the agent).
-pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     peer: SocketAddr,
     mut setup: CallSetup,
@@ -255,12 +255,18 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             .instrument(span),
         );
     }
-    // The end is on disk before the peer sees the socket close.
-    if let Some(d) = durable {
-        let _ = tokio::time::timeout(Duration::from_secs(2), d.wait()).await;
-    }
-    // Best effort: the call is over either way.
-    let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
+    // The end is on disk before the peer sees the socket close; the call's
+    // slot does not wait for either (the fsync can take a while on a busy
+    // disk). Closing is best effort: the call is over either way.
+    tokio::spawn(
+        async move {
+            if let Some(d) = durable {
+                let _ = tokio::time::timeout(Duration::from_secs(2), d.wait()).await;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
+        }
+        .instrument(tracing::Span::current()),
+    );
     CallOutcome {
         reason: outcome.unwrap_or(EndReason::Internal("call ended without a reason".into())),
         handoff,

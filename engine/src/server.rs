@@ -677,7 +677,7 @@ struct Identified {
 
 /// Reads the call's UUID, picks its agent (a registration's, else the
 /// listener's) and runs the call.
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     peer: SocketAddr,
     shared: &Shared,
