@@ -1,5 +1,5 @@
 //! One 20 ms frame through the engine's per-frame path: AudioSocket decode ->
-//! call state machine (echo agent, playout) -> AudioSocket encode. No I/O.
+//! session (echo agent, playout) -> AudioSocket encode. No I/O.
 //!
 //! Prints criterion's estimate, then per-frame percentiles from hdrhistogram
 //! (p50/p95/p99 in ns) and the ratio against a codec-only baseline (decode +
@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use hdrhistogram::Histogram;
 use media_core::audiosocket::{self, Decoder, Message};
-use media_core::{Call, CallConfig, Echo, MAX_TRANSMIT, SampleRate, Time};
+use media_core::{CallConfig, Echo, MAX_TRANSMIT, SampleRate, Session, Time};
 
 const FRAME: Duration = Duration::from_millis(20);
 
 /// A call in steady state: UUID received, echo flowing.
 struct Rig {
-    call: Call,
+    call: Session,
     now: Time,
     input: Vec<u8>,
     out: Vec<u8>,
@@ -29,7 +29,7 @@ struct Rig {
 
 impl Rig {
     fn new(rate: SampleRate) -> Self {
-        let mut call = Call::new(
+        let mut call = Session::new(
             Time::ZERO,
             CallConfig {
                 default_rate: rate,
@@ -68,8 +68,8 @@ impl Rig {
         let (msg, _) = self.decoder.decode(&self.input).expect("valid frame");
         self.call.handle_message(self.now, msg);
         let mut sent = 0;
-        while let Some(n) = self.call.poll_transmit(self.now, &mut self.out) {
-            sent += n;
+        while let Some(t) = self.call.poll_transmit(self.now) {
+            sent += t.encode(&mut self.out).expect("fits");
         }
         while self.call.poll_event().is_some() {}
         if let Some(t) = self.call.poll_timeout()

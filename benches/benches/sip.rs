@@ -98,7 +98,7 @@ fn per_packet(codec: Codec) -> Cost {
         let reply = replies.next().unwrap();
         let t = Instant::now();
         let p = rtp::parse(datagram).unwrap();
-        jitter.handle_packet(now, p.sequence, p.timestamp, p.marker, &p.payload);
+        jitter.handle_packet(now, p.sequence, p.timestamp, p.marker, p.payload);
         pcm.clear();
         match jitter.poll_frame() {
             Playout::Frame(f) => dec.decode(&f, &mut pcm).unwrap(),
@@ -237,7 +237,7 @@ async fn caller(
             _ = ticker.tick() => {
                 let p = rtp::parse(&media[i % media.len()]).unwrap();
                 i += 1;
-                sender.packet(pt, false, &p.payload, ticks, &mut out).unwrap();
+                sender.packet(pt, false, p.payload, ticks, &mut out).unwrap();
                 let _ = rtp_sock.send_to(&out, remote).await;
             }
             got = rtp_sock.recv_from(&mut rbuf) => {

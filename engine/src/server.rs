@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media_core::EndReason;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -33,7 +33,7 @@ pub(crate) use crate::admission::Live;
 use crate::admission::{Pending, Refusal, UuidBook, admit};
 use crate::api::{self, ApiState};
 use crate::config::{AgentSpec, Config, LeadRules, Listener};
-use crate::driver::{self, CallSetup};
+use crate::driver::{self, CallSetup, Leg, RtpLeg, SocketLeg};
 use crate::llm::UsageRecord;
 use crate::recording::RecordingSetup;
 use crate::registry::{CallEnd, Registry};
@@ -622,7 +622,7 @@ pub(crate) fn start_call<S>(
                 _ = evicted => {
                     shared.live.refused.fetch_add(1, Ordering::Relaxed);
                     warn!(max_pending = config.max_pending, "closing the oldest connection still waiting for its UUID: a newer one needs the room");
-                    refuse(stream).await;
+                    refuse(Leg::Socket(SocketLeg::new(stream, config.max_payload, Vec::new()))).await;
                     return;
                 }
             };
@@ -634,42 +634,79 @@ pub(crate) fn start_call<S>(
                     return;
                 }
             };
-            tracing::Span::current().record("call_id", tracing::field::display(&uuid));
-            let lookup = registration(&shared, &uuid).await;
-            let slot = match admit(&shared.live, &uuid, &lookup) {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    shared.live.refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(%listener, max_calls = config.max_calls, reason = refusal.as_str(), "refusing call");
-                    shared.record_refusal(&uuid, refusal, agent);
-                    refuse(stream).await;
-                    return;
-                }
-            };
-            shared.live.accepted.fetch_add(1, Ordering::Relaxed);
-            let registered = match lookup {
-                Lookup::Registered(r) => Some(r),
-                _ => None,
-            };
-            let caller = Identified {
-                read,
-                uuid,
-                registration: registered,
-            };
-            let outcome = answer(stream, peer, &shared, agent, phase, caller).await;
-            drop(slot);
-            if matches!(outcome.reason, EndReason::Internal(_)) {
-                warn!(reason = %outcome.reason, "call ended by an internal error");
-            }
+            let leg = Leg::Socket(SocketLeg::new(stream, config.max_payload, read));
+            run_call(leg, uuid, peer, &listener, &shared, agent, phase).await;
         }
         .instrument(span),
     );
 }
 
-/// A connection that sent its UUID.
+/// Runs a call whose transport already knows its identity (a SIP call's,
+/// a Stasis channel's): as [`start_call`], without waiting for a UUID.
+pub(crate) fn start_rtp_call(
+    leg: RtpLeg,
+    uuid: String,
+    peer: SocketAddr,
+    listener: &str,
+    shared: &Arc<Shared>,
+    agent: usize,
+    phase: watch::Receiver<Phase>,
+) {
+    let span = info_span!("call", %listener, %peer, call_id = tracing::field::Empty);
+    let shared = Arc::clone(shared);
+    let listener = listener.to_string();
+    tokio::spawn(
+        async move {
+            let leg: Leg<tokio::io::DuplexStream> = Leg::Rtp(Box::new(leg));
+            run_call(leg, uuid, peer, &listener, &shared, agent, phase).await;
+        }
+        .instrument(span),
+    );
+}
+
+/// Admits an identified call (a slot, its UUID unused) and runs it.
+async fn run_call<S>(
+    leg: Leg<S>,
+    uuid: String,
+    peer: SocketAddr,
+    listener: &str,
+    shared: &Arc<Shared>,
+    agent: usize,
+    phase: watch::Receiver<Phase>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &shared.config;
+    tracing::Span::current().record("call_id", tracing::field::display(&uuid));
+    let lookup = registration(shared, &uuid).await;
+    let slot = match admit(&shared.live, &uuid, &lookup) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            shared.live.refused.fetch_add(1, Ordering::Relaxed);
+            warn!(%listener, max_calls = config.max_calls, reason = refusal.as_str(), "refusing call");
+            shared.record_refusal(&uuid, refusal, agent);
+            refuse(leg).await;
+            return;
+        }
+    };
+    shared.live.accepted.fetch_add(1, Ordering::Relaxed);
+    let registered = match lookup {
+        Lookup::Registered(r) => Some(r),
+        _ => None,
+    };
+    let caller = Identified {
+        uuid,
+        registration: registered,
+    };
+    let outcome = answer(leg, peer, shared, agent, phase, caller).await;
+    drop(slot);
+    if matches!(outcome.reason, EndReason::Internal(_)) {
+        warn!(reason = %outcome.reason, "call ended by an internal error");
+    }
+}
+
+/// A call that is known by its UUID.
 struct Identified {
-    /// What was read so far (the UUID message, maybe more).
-    read: Vec<u8>,
     uuid: String,
     /// Its registration through the API, if any.
     registration: Option<Registration>,
@@ -678,18 +715,14 @@ struct Identified {
 /// Reads the call's UUID, picks its agent (a registration's, else the
 /// listener's) and runs the call.
 async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    stream: S,
+    leg: Leg<S>,
     peer: SocketAddr,
     shared: &Shared,
     listener_agent: usize,
     phase: watch::Receiver<Phase>,
     caller: Identified,
 ) -> driver::CallOutcome {
-    let Identified {
-        read,
-        uuid,
-        registration,
-    } = caller;
+    let Identified { uuid, registration } = caller;
     let config = &shared.config;
     let agent = registration
         .as_ref()
@@ -742,10 +775,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         transcriber: speech.and_then(|s| s.transcriber_for(spec)),
         mouth: speech.and_then(|s| s.mouth(spec)),
         brain: agent.brain.clone(),
-        max_payload: config.max_payload,
         recording,
     };
-    let outcome = driver::drive(stream, peer, setup, phase, read).await;
+    let outcome = driver::drive(leg, peer, setup, phase).await;
     shared.registry.ended(
         &uuid,
         CallEnd {
@@ -840,11 +872,13 @@ async fn record_usage(mut usage: mpsc::Receiver<UsageRecord>, mut recorder: Opti
 /// Tells a caller no: AudioSocket hangup (0x00), then close. Asterisk takes
 /// only hangup and audio from the server; on 0x00 `AudioSocket()` returns
 /// and the dialplan goes on to its fallback.
-async fn refuse<S: AsyncWrite + Unpin>(mut stream: S) {
-    let frame = [0x00, 0x00, 0x00];
+/// Refuses a call: AudioSocket hangup (0x00) on a byte stream, then close;
+/// an RTP leg's signalling ends the call (SIP BYE).
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(leg: Leg<S>) {
+    let mut leg = leg;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(&frame).await?;
-        stream.shutdown().await
+        let _ = leg.send(media_core::Transmit::Hangup).await;
+        leg.close(None).await;
     })
     .await;
 }

@@ -1,11 +1,12 @@
-//! The I/O half of a talking call: model replies and speech, in order.
+//! The I/O half of a talking call: model replies and speech.
 //!
-//! The call's core asks for utterances ([`Event::Speak`] and
-//! [`Event::Think`]); a [`Voice`] carries them out. Each utterance gets a
-//! [`SpeechStream`]; a model reply also gets a task that streams the
-//! router's reply into it and reports text and tool calls back to the core.
-//! All utterances work at once (the next reply synthesizes while this one
-//! plays), but only the oldest feeds playout, so they are heard in order.
+//! The session asks for utterances ([`Event::Speak`] and [`Event::Think`]);
+//! a [`Voice`] carries them out. Each utterance gets a [`SpeechStream`]; a
+//! model reply also gets a task that streams the router's reply into it and
+//! reports text and tool calls back to the session. All utterances work at
+//! once (the next reply synthesizes while this one plays); which one's
+//! audio is wanted, and when, is the session's decision
+//! ([`Session::wants_speech`]), and so is feeding it to playout.
 //!
 //! # Concurrency
 //! Nothing here blocks the driver: reply tasks run on their own and report
@@ -15,12 +16,12 @@
 //!
 //! [`Event::Speak`]: media_core::Event::Speak
 //! [`Event::Think`]: media_core::Event::Think
+//! [`Session::wants_speech`]: media_core::Session::wants_speech
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use media_core::{Call, ChatLine, ReplyInput, SampleRate, Speaker, Time, UtteranceId};
+use media_core::{ChatLine, ReplyInput, Session, Speaker, Time, UtteranceId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, warn};
@@ -28,10 +29,6 @@ use tracing::{Instrument, debug, info, warn};
 use crate::llm::{ChatEvent, ChatRequest, Message, Role, Router, ToolSpec};
 use crate::speech::Mouth;
 use crate::tts::{SpeechStream, Spoken, TextInput, TtsError};
-
-/// Speech is fed to the call's playout up to this far ahead; the rest
-/// waits here (and in the stream), so the playout queue never overflows.
-const FEED_AHEAD: Duration = Duration::from_secs(1);
 
 /// Reply news waiting for the driver (text pieces are small and many).
 const REPLY_QUEUE: usize = 256;
@@ -75,14 +72,10 @@ impl Brain {
     }
 }
 
-/// One utterance on its way to the caller.
+/// One utterance being synthesized.
 struct Utterance {
-    id: UtteranceId,
-    /// Audio ready for playout, from `at`; `announced` once its segment
-    /// was given to the call.
-    ready: Option<(Spoken, usize, bool)>,
-    /// More audio being synthesized (none for a cached prompt).
-    stream: Option<SpeechStream>,
+    /// Its audio, piece by piece.
+    stream: SpeechStream,
     /// The model reply feeding the stream.
     task: Option<JoinHandle<()>>,
 }
@@ -95,11 +88,11 @@ impl Drop for Utterance {
     }
 }
 
-/// A call's utterances in order, and the news from its model replies.
+/// A call's utterances being synthesized, and the news from its model replies.
 pub(crate) struct Voice {
     mouth: Option<Mouth>,
     brain: Option<Arc<Brain>>,
-    queue: VecDeque<Utterance>,
+    working: HashMap<UtteranceId, Utterance>,
     replies_tx: mpsc::Sender<(UtteranceId, ReplyInput)>,
     /// Whose requests these are, and for which call (usage records).
     scope: Arc<Scope>,
@@ -122,7 +115,7 @@ impl Voice {
         let voice = Self {
             mouth,
             brain,
-            queue: VecDeque::new(),
+            working: HashMap::new(),
             replies_tx,
             scope: Arc::new(Scope::default()),
         };
@@ -137,139 +130,98 @@ impl Voice {
         });
     }
 
-    /// Starts saying fixed `text`: a cached prompt at once, else a stream.
-    pub(crate) fn speak(&mut self, id: UtteranceId, text: &str, rate: SampleRate) {
-        let mut u = Utterance {
-            id,
-            ready: None,
-            stream: None,
-            task: None,
+    /// Starts saying fixed `text`: a cached prompt goes to the session at
+    /// once, anything else is synthesized.
+    pub(crate) fn speak(&mut self, session: &mut Session, now: Time, id: UtteranceId, text: &str) {
+        let rate = session.rate();
+        let Some(mouth) = &self.mouth else {
+            warn!("the agent asked to speak, but no TTS is configured");
+            session.handle_speech_done(now, id);
+            return;
         };
-        match &self.mouth {
-            None => warn!("the agent asked to speak, but no TTS is configured"),
-            Some(mouth) => {
-                if let Some(audio) = mouth.cache.get(text, rate) {
-                    debug!(samples = audio.len(), "speaking a cached prompt");
-                    let spoken = Spoken {
-                        text: text.to_string(),
-                        audio: audio.to_vec(),
-                    };
-                    u.ready = Some((spoken, 0, false));
-                } else {
-                    let mut stream =
-                        SpeechStream::start(Arc::clone(&mouth.synth), rate, mouth.max_wait);
-                    if let Err(e) = stream.try_push(text) {
-                        warn!("cannot start speaking: {e}");
-                    }
-                    stream.finish();
-                    u.stream = Some(stream);
-                }
-            }
+        if let Some(audio) = mouth.cache.get(text, rate) {
+            debug!(samples = audio.len(), "speaking a cached prompt");
+            session.handle_speech(now, id, text, audio.to_vec());
+            session.handle_speech_done(now, id);
+            return;
         }
-        self.queue.push_back(u);
+        let mut stream = SpeechStream::start(Arc::clone(&mouth.synth), rate, mouth.max_wait);
+        if let Err(e) = stream.try_push(text) {
+            warn!("cannot start speaking: {e}");
+        }
+        stream.finish();
+        self.working.insert(id, Utterance { stream, task: None });
     }
 
     /// Starts a model reply to `history`, spoken as it streams.
-    pub(crate) fn think(&mut self, id: UtteranceId, history: Vec<ChatLine>, rate: SampleRate) {
-        let mut u = Utterance {
-            id,
-            ready: None,
-            stream: None,
-            task: None,
-        };
-        let input = match &self.mouth {
-            Some(mouth) => {
-                let mut stream =
-                    SpeechStream::start(Arc::clone(&mouth.synth), rate, mouth.max_wait);
-                let input = stream.take_input();
-                u.stream = Some(stream);
-                input
-            }
-            None => None,
-        };
+    pub(crate) fn think(
+        &mut self,
+        session: &mut Session,
+        now: Time,
+        id: UtteranceId,
+        history: Vec<ChatLine>,
+    ) {
+        let mut work = self.mouth.as_ref().map(|mouth| {
+            let stream =
+                SpeechStream::start(Arc::clone(&mouth.synth), session.rate(), mouth.max_wait);
+            Utterance { stream, task: None }
+        });
+        let input = work.as_mut().and_then(|w| w.stream.take_input());
         let tx = self.replies_tx.clone();
-        match self.brain.clone() {
-            Some(brain) => {
-                u.task = Some(tokio::spawn(
-                    reply(brain, Arc::clone(&self.scope), id, history, input, tx).in_current_span(),
-                ));
-            }
+        let task = match self.brain.clone() {
+            Some(brain) => Some(tokio::spawn(
+                reply(brain, Arc::clone(&self.scope), id, history, input, tx).in_current_span(),
+            )),
             None => {
                 let _ = tx.try_send((id, ReplyInput::Failed("no model is configured".into())));
+                None
             }
+        };
+        match work {
+            Some(mut w) => {
+                w.task = task;
+                self.working.insert(id, w);
+            }
+            // Nothing to hear: the reply task runs detached (its text
+            // still reaches the session) and ends with the reply.
+            None => session.handle_speech_done(now, id),
         }
-        self.queue.push_back(u);
     }
 
     /// Stops all work on `id`.
     pub(crate) fn cancel(&mut self, id: UtteranceId) {
-        if let Some(i) = self.queue.iter().position(|u| u.id == id) {
-            if let Some(mut u) = self.queue.remove(i)
-                && let Some(s) = u.stream.as_mut()
-            {
-                s.cancel();
-            }
+        if let Some(mut u) = self.working.remove(&id) {
+            u.stream.cancel();
             debug!(%id, "utterance cancelled");
         }
     }
 
-    /// Moves ready audio of the oldest utterance into the call's playout
-    /// while it has room; tells the call when an utterance is all handed over.
-    pub(crate) fn feed(&mut self, call: &mut Call, now: Time) {
-        while let Some(u) = self.queue.front_mut() {
-            if let Some((spoken, at, announced)) = u.ready.as_mut() {
-                if !*announced {
-                    call.begin_segment(now, u.id, &spoken.text, spoken.audio.len());
-                    *announced = true;
-                }
-                let step = call.rate().frame_samples() * 5;
-                while *at < spoken.audio.len() && call.queued_audio() < FEED_AHEAD {
-                    let end = (*at + step).min(spoken.audio.len());
-                    let took = call.play(now, u.id, &spoken.audio[*at..end]);
-                    if took == 0 {
-                        break;
-                    }
-                    *at += took;
-                }
-                if *at < spoken.audio.len() {
-                    return;
-                }
-                u.ready = None;
-            }
-            if u.stream.is_some() {
-                return;
-            }
-            let id = u.id;
-            self.queue.pop_front();
-            call.handle_utterance_done(now, id);
-        }
-    }
-
-    /// True when the oldest utterance's next chunk is wanted now.
-    pub(crate) fn wants_audio(&self, call: &Call) -> bool {
-        self.queue
-            .front()
-            .is_some_and(|u| u.stream.is_some() && u.ready.is_none())
-            && call.queued_audio() < FEED_AHEAD
-    }
-
-    /// The oldest utterance's next chunk (pending forever when there is none).
-    pub(crate) async fn next_audio(&mut self) -> Option<Result<Spoken, TtsError>> {
-        match self.queue.front_mut().and_then(|u| u.stream.as_mut()) {
-            Some(stream) => stream.next_audio().await,
+    /// The next piece of `id`'s audio (pending forever when there is none).
+    pub(crate) async fn next_audio(
+        &mut self,
+        id: Option<UtteranceId>,
+    ) -> Option<Result<Spoken, TtsError>> {
+        match id.and_then(|id| self.working.get_mut(&id)) {
+            Some(u) => u.stream.next_audio().await,
             None => std::future::pending().await,
         }
     }
 
-    /// Takes a chunk [`next_audio`](Self::next_audio) returned.
-    pub(crate) fn on_audio(&mut self, audio: Option<Result<Spoken, TtsError>>) {
-        let Some(u) = self.queue.front_mut() else {
-            return;
-        };
+    /// Hands a piece [`next_audio`](Self::next_audio) returned to the session.
+    pub(crate) fn on_audio(
+        &mut self,
+        session: &mut Session,
+        now: Time,
+        id: UtteranceId,
+        audio: Option<Result<Spoken, TtsError>>,
+    ) {
         match audio {
-            Some(Ok(spoken)) => u.ready = Some((spoken, 0, false)),
+            Some(Ok(spoken)) => session.handle_speech(now, id, &spoken.text, spoken.audio),
             Some(Err(e)) => warn!("speech chunk lost: {e}"),
-            None => u.stream = None,
+            None => {
+                self.working.remove(&id);
+                session.handle_speech_done(now, id);
+            }
         }
     }
 }

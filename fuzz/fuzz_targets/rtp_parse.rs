@@ -11,10 +11,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut rx = DtmfReceiver::default();
-    let _ = rx.handle(p.timestamp, &p.payload);
+    let _ = rx.handle(p.timestamp, p.payload);
     let mut tx = RtpSender::new(u64::from(p.ssrc));
     let mut out = Vec::new();
-    tx.packet(p.payload_type & 0x7f, p.marker, &p.payload, 160, &mut out)
+    tx.packet(p.payload_type & 0x7f, p.marker, p.payload, 160, &mut out)
         .expect("our own packet marshals");
     let back = rtp::parse(&out).expect("our own packet parses");
     assert_eq!(back.payload, p.payload);

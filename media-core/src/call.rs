@@ -1,15 +1,13 @@
-//! The per-call state machine: AudioSocket messages in, paced frames out.
+//! The call's protocol half of a [`Session`](crate::Session): frames and
+//! DTMF in, paced frames out.
 //!
-//! A [`Call`] owns one call's protocol state, its agent and its playout. It is
-//! driven from outside with the time passed in:
-//!
-//! 1. Feed every decoded message with [`Call::handle_message`], a dead socket
-//!    with [`Call::handle_peer_closed`], a corrupt stream with
-//!    [`Call::handle_protocol_error`], and a wake-up with [`Call::handle_timeout`].
-//! 2. Then drain [`Call::poll_transmit`] (bytes to write to the socket) and
-//!    [`Call::poll_event`] (things to log or store) until both return `None`.
-//! 3. Sleep until [`Call::poll_timeout`] or the next input, whichever is first.
-//! 4. Stop when [`Call::is_closed`].
+//! A `Call` owns one call's protocol state, its endpointer, its agent and
+//! its playout; the session around it owns the turns on their way through
+//! STT and the speech on its way into playout, and is the only thing that
+//! drives it. It takes the transport's input as frames and digits
+//! (`handle_start`, `handle_audio`, `handle_dtmf`, `handle_hangup`;
+//! `handle_message` adapts an AudioSocket message), gives frames to send
+//! as [`Transmit`], and hands the session its events and turns.
 //!
 //! Timers never depend on inbound frames: a Local channel sends nothing during
 //! silence, so a call with no input still plays out and times out on time.
@@ -29,8 +27,9 @@ use crate::dialog::{ChatLine, Heard, Record, ReplyInput, UtteranceId};
 use crate::endpointing::{EndpointEvent, Endpointer, Turn};
 use crate::frame::{Frame, SampleRate, Time};
 use crate::playout::{Playout, PlayoutStats};
+use crate::session::TurnId;
 
-/// Largest message [`Call::poll_transmit`] writes: 20 ms at 192 kHz plus header.
+/// Largest message [`Transmit::encode`] writes: 20 ms at 192 kHz plus header.
 pub const MAX_TRANSMIT: usize = HEADER_LEN + 2 * 3_840;
 
 /// The call's identity: the UUID Asterisk sends first.
@@ -174,16 +173,23 @@ pub enum Event {
     BadDtmf(u8),
     /// The caller started talking (with an endpointer).
     SpeechStarted(Time),
-    /// The caller has paused (with an endpointer whose `preview` is set):
-    /// the turn so far, which may be the whole turn. STT can start on it;
-    /// if the [`Event::Turn`] that follows has the same `speech_start` and
-    /// `speech_end`, its transcript is this one's.
-    TurnPreview(Turn),
-    /// The caller finished a turn (with an endpointer): hand it to STT.
-    Turn(Turn),
-    /// The agent wants this said: synthesize it, announce each piece with
-    /// [`Call::begin_segment`], feed its audio to [`Call::play`], then call
-    /// [`Call::handle_utterance_done`].
+    /// Transcribe this caller turn (with an endpointer) and report its
+    /// text with [`Session::handle_transcript`](crate::Session::handle_transcript).
+    /// A paused turn is sent early (the endpointer's `preview`), in case it
+    /// is the whole turn: then its text is the turn's and it is not sent
+    /// again; if the caller goes on, [`Event::ForgetTurn`] follows.
+    Transcribe {
+        /// The turn, for the report.
+        turn: TurnId,
+        /// Its audio and times.
+        audio: Turn,
+    },
+    /// The caller went on after this preview: its text is not wanted
+    /// (drop the request; a late report is ignored).
+    ForgetTurn(TurnId),
+    /// The agent wants this said: synthesize it and hand each piece to
+    /// [`Session::handle_speech`](crate::Session::handle_speech), then
+    /// call [`Session::handle_speech_done`](crate::Session::handle_speech_done).
     Speak {
         /// The utterance.
         id: UtteranceId,
@@ -191,7 +197,8 @@ pub enum Event {
         text: String,
     },
     /// The agent wants the model's next line: stream it (reporting with
-    /// [`Call::handle_reply`]) and speak it as for `Speak`.
+    /// [`Session::handle_reply`](crate::Session::handle_reply)) and speak
+    /// it as for `Speak`.
     Think {
         /// The utterance the reply becomes.
         id: UtteranceId,
@@ -211,6 +218,36 @@ pub enum Event {
     },
 }
 
+/// What the call hands its session: an event, or a turn to transcribe.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Event(Event),
+    /// A finished caller turn.
+    Turn(Turn),
+    /// A paused turn that may be the whole turn.
+    Preview(Turn),
+}
+
+/// A frame or the hangup, for the transport to send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit<'a> {
+    /// 20 ms of audio (the agent's, or silence to keep the line alive).
+    Audio(Frame<'a>),
+    /// hark hangs up (AudioSocket 0x00; a BYE on SIP).
+    Hangup,
+}
+
+impl Transmit<'_> {
+    /// Encodes this as an AudioSocket message at the start of `out` (at
+    /// least [`MAX_TRANSMIT`] bytes); returns its length.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, EncodeError> {
+        match self {
+            Transmit::Audio(f) => audiosocket::encode_samples(f.rate, f.samples, out),
+            Transmit::Hangup => audiosocket::encode(&Message::Hangup, out),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     AwaitingUuid,
@@ -224,7 +261,7 @@ enum State {
 
 /// One call's state machine. See the module docs for the driving contract.
 #[derive(Debug)]
-pub struct Call {
+pub(crate) struct Call {
     config: CallConfig,
     state: State,
     started: Time,
@@ -240,7 +277,7 @@ pub struct Call {
     scratch: Vec<i16>,
     /// Reused for the outbound frame.
     frame_out: Vec<i16>,
-    events: VecDeque<Event>,
+    events: VecDeque<Out>,
     /// The latest `now` seen, for ends that happen without one.
     last_now: Time,
     end: Option<EndReason>,
@@ -249,7 +286,7 @@ pub struct Call {
 
 impl Call {
     /// A call accepted at `now`, talking to `agent`.
-    pub fn new(now: Time, config: CallConfig, agent: Box<dyn Agent>) -> Self {
+    pub(crate) fn new(now: Time, config: CallConfig, agent: Box<dyn Agent>) -> Self {
         let playout = Playout::new(
             config.default_rate,
             config.playout_capacity,
@@ -276,113 +313,154 @@ impl Call {
 
     /// Adds turn detection: caller audio goes through `endpointer`, and
     /// finished turns come out as [`Event::Turn`].
-    pub fn with_endpointer(mut self, endpointer: Endpointer) -> Self {
+    pub(crate) fn with_endpointer(mut self, endpointer: Endpointer) -> Self {
         self.endpointer = Some(endpointer);
         self
     }
 
     /// Adds turn detection built for the caller's rate when their first
     /// audio arrives (and rebuilt if the rate changes).
-    pub fn with_ears(mut self, ears: Ears) -> Self {
+    pub(crate) fn with_ears(mut self, ears: Ears) -> Self {
         self.ears = Some(ears);
         self
     }
 
     /// The call's UUID, once received.
-    pub fn id(&self) -> Option<CallId> {
+    pub(crate) fn id(&self) -> Option<CallId> {
         self.id
     }
 
     /// The rate outbound audio is sent at.
-    pub fn rate(&self) -> SampleRate {
+    pub(crate) fn rate(&self) -> SampleRate {
         self.playout.rate()
     }
 
     /// True once nothing more will be transmitted; the driver closes the socket.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> CallStats {
+    pub(crate) fn stats(&self) -> CallStats {
         CallStats {
             playout: self.playout.stats(),
             ..self.stats
         }
     }
 
-    /// Feeds one decoded message.
-    pub fn handle_message(&mut self, now: Time, message: Message<'_>) {
+    /// Feeds one decoded AudioSocket message (the AudioSocket leg's
+    /// adapter onto the handlers below).
+    pub(crate) fn handle_message(&mut self, now: Time, message: Message<'_>) {
+        match message {
+            Message::Hangup => self.handle_hangup(now),
+            Message::Error(code) => self.handle_peer_error(now, code.first().copied()),
+            Message::Uuid(uuid) => self.handle_start(now, CallId(uuid)),
+            Message::Audio { rate, pcm } => {
+                let mut samples = std::mem::take(&mut self.scratch);
+                samples.clear();
+                audiosocket::pcm_to_samples(pcm, &mut samples);
+                self.handle_audio(now, Frame::new(rate, &samples));
+                self.scratch = samples;
+            }
+            Message::Dtmf(byte) => self.handle_dtmf(now, byte),
+        }
+    }
+
+    /// The peer hung up.
+    pub(crate) fn handle_hangup(&mut self, now: Time) {
         self.last_now = self.last_now.max(now);
-        match (self.state, message) {
-            (State::SendHangup | State::Closed, _) => {}
-            (_, Message::Hangup) => self.finish(EndReason::PeerHangup),
-            (_, Message::Error(code)) => {
-                self.finish(EndReason::PeerError(code.first().copied()));
+        if !matches!(self.state, State::SendHangup | State::Closed) {
+            self.finish(EndReason::PeerHangup);
+        }
+    }
+
+    /// The peer reported an error (`code`, if it gave one).
+    pub(crate) fn handle_peer_error(&mut self, now: Time, code: Option<u8>) {
+        self.last_now = self.last_now.max(now);
+        if !matches!(self.state, State::SendHangup | State::Closed) {
+            self.finish(EndReason::PeerError(code));
+        }
+    }
+
+    /// The call's identity arrived: the call is live. A repeat changes nothing.
+    pub(crate) fn handle_start(&mut self, now: Time, id: CallId) {
+        self.last_now = self.last_now.max(now);
+        if self.state != State::AwaitingUuid {
+            return;
+        }
+        self.id = Some(id);
+        self.state = State::Active;
+        // From the UUID to the hangup a frame leaves every 20 ms,
+        // silence when there is nothing to say: `AudioSocket()`
+        // hangs up after 2 s without a frame either way.
+        self.playout.keep_alive(now);
+        self.push(Event::Started(id));
+        self.agent.handle_start(now);
+        self.drain_agent();
+    }
+
+    /// One frame of the caller's audio.
+    pub(crate) fn handle_audio(&mut self, now: Time, frame: Frame<'_>) {
+        self.last_now = self.last_now.max(now);
+        let rate = frame.rate;
+        match self.state {
+            State::SendHangup | State::Closed => return,
+            State::AwaitingUuid => return self.finish(EndReason::MissingUuid),
+            State::Active | State::Draining => {}
+        }
+        self.stats.frames_in += 1;
+        self.stats.samples_in += frame.samples.len() as u64;
+        if !self.rate_known || rate != self.playout.rate() {
+            self.rate_known = true;
+            if rate != self.playout.rate() {
+                self.playout.reset_rate(rate);
             }
-            (State::AwaitingUuid, Message::Uuid(uuid)) => {
-                self.id = Some(CallId(uuid));
-                self.state = State::Active;
-                // From the UUID to the hangup a frame leaves every 20 ms,
-                // silence when there is nothing to say: `AudioSocket()`
-                // hangs up after 2 s without a frame either way.
-                self.playout.keep_alive(now);
-                self.events.push_back(Event::Started(CallId(uuid)));
-                self.agent.handle_start(now);
-            }
-            (State::AwaitingUuid, _) => self.finish(EndReason::MissingUuid),
-            // Asterisk sends the UUID once; a repeat changes nothing.
-            (_, Message::Uuid(_)) => {}
-            (state, Message::Audio { rate, pcm }) => {
-                self.stats.frames_in += 1;
-                self.stats.samples_in += (pcm.len() / 2) as u64;
-                if !self.rate_known || rate != self.playout.rate() {
-                    self.rate_known = true;
-                    if rate != self.playout.rate() {
-                        self.playout.reset_rate(rate);
-                    }
-                    if self.ears.is_some() {
-                        if let Some(e) = self.endpointer.as_mut() {
-                            e.finish(now);
-                        }
-                        self.drain_endpointer();
-                        self.endpointer = self.ears.as_ref().map(|ears| (ears.0)(rate));
-                    }
-                    self.events.push_back(Event::Format(rate));
+            if self.ears.is_some() {
+                if let Some(e) = self.endpointer.as_mut() {
+                    e.finish(now);
                 }
-                if state == State::Active {
-                    self.scratch.clear();
-                    audiosocket::pcm_to_samples(pcm, &mut self.scratch);
-                    let frame = Frame::new(rate, &self.scratch);
-                    if let Some(e) = self.endpointer.as_mut() {
-                        e.handle_audio(now, frame);
-                    }
-                    self.agent.handle_audio(now, frame, &mut self.playout);
-                    self.drain_endpointer();
-                    if let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice) {
-                        self.agent.handle_voice(now, voice, &mut self.playout);
-                    }
+                self.drain_endpointer();
+                self.endpointer = self.ears.as_ref().map(|ears| (ears.0)(rate));
+            }
+            self.push(Event::Format(rate));
+        }
+        if self.state == State::Active {
+            if let Some(e) = self.endpointer.as_mut() {
+                e.handle_audio(now, frame);
+            }
+            self.agent.handle_audio(now, frame, &mut self.playout);
+            self.drain_endpointer();
+            if let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice) {
+                self.agent.handle_voice(now, voice, &mut self.playout);
+            }
+        }
+        self.drain_agent();
+    }
+
+    /// The caller pressed a key (`byte` is its ASCII: 0-9, *, #, A-D).
+    pub(crate) fn handle_dtmf(&mut self, now: Time, byte: u8) {
+        self.last_now = self.last_now.max(now);
+        match self.state {
+            State::SendHangup | State::Closed => return,
+            State::AwaitingUuid => return self.finish(EndReason::MissingUuid),
+            State::Active | State::Draining => {}
+        }
+        self.stats.digits_in += 1;
+        match Digit::from_ascii(byte) {
+            Some(digit) => {
+                self.push(Event::Dtmf(digit));
+                if self.state == State::Active {
+                    self.agent.handle_dtmf(now, digit, &mut self.playout);
                 }
             }
-            (state, Message::Dtmf(byte)) => {
-                self.stats.digits_in += 1;
-                match Digit::from_ascii(byte) {
-                    Some(digit) => {
-                        self.events.push_back(Event::Dtmf(digit));
-                        if state == State::Active {
-                            self.agent.handle_dtmf(now, digit, &mut self.playout);
-                        }
-                    }
-                    None => self.events.push_back(Event::BadDtmf(byte)),
-                }
-            }
+            None => self.push(Event::BadDtmf(byte)),
         }
         self.drain_agent();
     }
 
     /// The connection closed (EOF or reset). `mid_message` when unfinished
     /// bytes were left in the read buffer.
-    pub fn handle_peer_closed(&mut self, now: Time, mid_message: bool) {
+    pub(crate) fn handle_peer_closed(&mut self, now: Time, mid_message: bool) {
         self.last_now = self.last_now.max(now);
         if self.state != State::Closed {
             self.finish(EndReason::PeerClosed { mid_message });
@@ -390,7 +468,7 @@ impl Call {
     }
 
     /// The decoder rejected the byte stream: framing is lost, end the call.
-    pub fn handle_protocol_error(&mut self, now: Time, error: DecodeError) {
+    pub(crate) fn handle_protocol_error(&mut self, now: Time, error: DecodeError) {
         self.last_now = self.last_now.max(now);
         if self.state != State::Closed {
             self.finish(EndReason::Protocol(error));
@@ -402,7 +480,7 @@ impl Call {
     /// Audio of an utterance the agent has cancelled is dropped (all of it
     /// counts as taken), so a barge-in flush is never refilled by audio that
     /// was already on its way. Audio must be at [`rate`](Self::rate).
-    pub fn play(&mut self, now: Time, id: UtteranceId, samples: &[i16]) -> usize {
+    pub(crate) fn play(&mut self, now: Time, id: UtteranceId, samples: &[i16]) -> usize {
         self.last_now = self.last_now.max(now);
         if !self.agent.wants_audio(id) {
             return samples.len();
@@ -415,13 +493,13 @@ impl Call {
     }
 
     /// Outgoing audio queued and not yet sent.
-    pub fn queued_audio(&self) -> Duration {
+    pub(crate) fn queued_audio(&self) -> Duration {
         self.playout.queued()
     }
 
     /// The next `samples` given to [`play`](Self::play) speak `text`, part
     /// of utterance `id`. Lets the call tell what the caller has heard.
-    pub fn begin_segment(&mut self, now: Time, id: UtteranceId, text: &str, samples: usize) {
+    pub(crate) fn begin_segment(&mut self, now: Time, id: UtteranceId, text: &str, samples: usize) {
         self.last_now = self.last_now.max(now);
         if matches!(self.state, State::Active | State::Draining) {
             let start = self.playout.end_position();
@@ -432,7 +510,7 @@ impl Call {
     }
 
     /// Every sample of utterance `id` has been handed to [`play`](Self::play).
-    pub fn handle_utterance_done(&mut self, now: Time, id: UtteranceId) {
+    pub(crate) fn handle_utterance_done(&mut self, now: Time, id: UtteranceId) {
         self.last_now = self.last_now.max(now);
         self.playout.mark_end();
         if matches!(self.state, State::Active | State::Draining) {
@@ -443,7 +521,7 @@ impl Call {
 
     /// STT's result for the oldest caller turn not yet reported (every
     /// [`Event::Turn`] gets exactly one, empty text when it had no words).
-    pub fn handle_transcript(&mut self, now: Time, heard: Heard) {
+    pub(crate) fn handle_transcript(&mut self, now: Time, heard: Heard) {
         self.last_now = self.last_now.max(now);
         if self.state == State::Active {
             self.agent.handle_transcript(now, heard, &mut self.playout);
@@ -452,7 +530,7 @@ impl Call {
     }
 
     /// News about the model reply of utterance `id` (see [`Event::Think`]).
-    pub fn handle_reply(&mut self, now: Time, id: UtteranceId, input: ReplyInput) {
+    pub(crate) fn handle_reply(&mut self, now: Time, id: UtteranceId, input: ReplyInput) {
         self.last_now = self.last_now.max(now);
         if matches!(self.state, State::Active | State::Draining) {
             self.agent.handle_reply(now, id, input, &mut self.playout);
@@ -462,13 +540,13 @@ impl Call {
 
     /// Ends the call at once without sending anything (the connection is
     /// unusable, e.g. the peer stopped reading).
-    pub fn abort(&mut self, now: Time, reason: EndReason) {
+    pub(crate) fn abort(&mut self, now: Time, reason: EndReason) {
         self.last_now = self.last_now.max(now);
         self.finish(reason);
     }
 
     /// Ends the call from hark's side: send hangup (0x00) at once, then close.
-    pub fn close(&mut self, now: Time, reason: EndReason) {
+    pub(crate) fn close(&mut self, now: Time, reason: EndReason) {
         self.last_now = self.last_now.max(now);
         match self.state {
             State::Closed | State::SendHangup => {}
@@ -482,7 +560,7 @@ impl Call {
     }
 
     /// Wake-up at or after [`poll_timeout`](Self::poll_timeout).
-    pub fn handle_timeout(&mut self, now: Time) {
+    pub(crate) fn handle_timeout(&mut self, now: Time) {
         self.last_now = self.last_now.max(now);
         match self.state {
             State::AwaitingUuid if now >= self.started + self.config.uuid_timeout => {
@@ -512,26 +590,17 @@ impl Call {
         }
     }
 
-    /// Writes the next message for the socket into `out` (at least
-    /// [`MAX_TRANSMIT`] bytes) and returns its length; `None` when nothing is
-    /// due at `now`.
+    /// The next frame or the hangup, when one is due at `now`. The
+    /// transport sends it (the AudioSocket leg with [`Transmit::encode`]).
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Time, out: &mut [u8]) -> Option<usize> {
+    pub(crate) fn poll_transmit(&mut self, now: Time) -> Option<Transmit<'_>> {
         self.last_now = self.last_now.max(now);
         if matches!(self.state, State::Active | State::Draining) {
             if let Some(n) = self.playout.poll_frame(now, &mut self.frame_out) {
+                self.agent.handle_frame_sent(now, &self.playout);
+                self.drain_agent();
                 let rate = self.playout.rate();
-                match audiosocket::encode_samples(rate, &self.frame_out[..n], out) {
-                    Ok(len) => {
-                        self.agent.handle_frame_sent(now, &self.playout);
-                        self.drain_agent();
-                        return Some(len);
-                    }
-                    Err(e) => {
-                        self.fail_encode(e);
-                        return None;
-                    }
-                }
+                return Some(Transmit::Audio(Frame::new(rate, &self.frame_out[..n])));
             }
             if self.state == State::Draining && self.playout.queued().is_zero() {
                 self.end = Some(EndReason::AgentHangup);
@@ -539,21 +608,16 @@ impl Call {
             }
         }
         if self.state == State::SendHangup {
-            match audiosocket::encode(&Message::Hangup, out) {
-                Ok(len) => {
-                    let reason = self.end.take().unwrap_or(EndReason::AgentHangup);
-                    self.finish(reason);
-                    return Some(len);
-                }
-                Err(e) => self.fail_encode(e),
-            }
+            let reason = self.end.take().unwrap_or(EndReason::AgentHangup);
+            self.finish(reason);
+            return Some(Transmit::Hangup);
         }
         None
     }
 
-    /// The next event to log or store.
+    /// The next event to log or store, or a turn for the session.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Out> {
         self.events.pop_front()
     }
 
@@ -561,7 +625,7 @@ impl Call {
     /// [`poll_transmit`](Self::poll_transmit); `None` when only input can
     /// move it on.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub(crate) fn poll_timeout(&self) -> Option<Time> {
         let mut next: Option<Time> = None;
         let mut consider = |t: Option<Time>| {
             if let Some(t) = t {
@@ -598,13 +662,13 @@ impl Call {
                     }
                 }
                 AgentAction::Speak { id, text } if live => {
-                    self.events.push_back(Event::Speak { id, text });
+                    self.push(Event::Speak { id, text });
                 }
                 AgentAction::Think { id, history } if live => {
-                    self.events.push_back(Event::Think { id, history });
+                    self.push(Event::Think { id, history });
                 }
-                AgentAction::Cancel(id) => self.events.push_back(Event::Cancel(id)),
-                AgentAction::Record(r) => self.events.push_back(Event::Record(r)),
+                AgentAction::Cancel(id) => self.push(Event::Cancel(id)),
+                AgentAction::Record(r) => self.push(Event::Record(r)),
                 AgentAction::Speak { .. } | AgentAction::Think { .. } => {}
             }
         }
@@ -616,18 +680,18 @@ impl Call {
         };
         while let Some(ev) = e.poll_event() {
             self.events.push_back(match ev {
-                EndpointEvent::SpeechStarted { at } => Event::SpeechStarted(at),
+                EndpointEvent::SpeechStarted { at } => Out::Event(Event::SpeechStarted(at)),
                 EndpointEvent::TurnEnded(turn) => {
                     self.agent.handle_turn(self.last_now, &turn);
-                    Event::Turn(turn)
+                    Out::Turn(turn)
                 }
-                EndpointEvent::Preview(turn) => Event::TurnPreview(turn),
+                EndpointEvent::Preview(turn) => Out::Preview(turn),
             });
         }
     }
 
-    fn fail_encode(&mut self, e: EncodeError) {
-        self.finish(EndReason::Internal(format!("encode: {e}")));
+    fn push(&mut self, event: Event) {
+        self.events.push_back(Out::Event(event));
     }
 
     fn finish(&mut self, reason: EndReason) {
@@ -643,9 +707,7 @@ impl Call {
         // What the caller heard of a reply cut off by the end is recorded.
         self.agent.handle_end(self.last_now, &self.playout);
         self.drain_agent();
-        self.events.push_back(Event::Ended {
-            reason,
-            stats: self.stats(),
-        });
+        let stats = self.stats();
+        self.push(Event::Ended { reason, stats });
     }
 }

@@ -56,6 +56,21 @@ pub struct Heard {
     pub decided_at: Time,
 }
 
+impl Heard {
+    /// The caller's transcript segment, if the turn had words.
+    pub fn segment(&self) -> Option<Segment> {
+        let text = self.text.trim();
+        (!text.is_empty()).then(|| Segment {
+            speaker: Speaker::Caller,
+            text: text.to_string(),
+            start: self.speech_start,
+            end: self.speech_end,
+            confidence: self.confidence,
+            interrupted: false,
+        })
+    }
+}
+
 /// What the driver reports about a streamed model reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyInput {

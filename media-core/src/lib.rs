@@ -13,7 +13,9 @@
 //! - `frame`: [`SampleRate`], [`Frame`], [`Time`].
 //! - `resample`: [`Resampler`], a small streaming type over rubato.
 //! - `playout`: [`Playout`], outbound pacing at one frame per 20 ms tick.
-//! - `call`: [`Call`], the per-call state machine (`handle_*` / `poll_*`).
+//! - `session`: [`Session`], one call's whole conversation (`handle_*` /
+//!   `poll_*`): the call's protocol state and playout (`call`), its turns on
+//!   their way through STT, its agent's speech on its way into playout.
 //! - `agent`: the [`Agent`] trait and the [`Echo`] agent.
 //! - `vad`: the [`Vad`] trait (a speech probability per window) and [`EnergyVad`].
 //! - `endpointing`: [`Endpointer`], turn start and end from a VAD.
@@ -34,10 +36,11 @@ mod endpointing;
 mod frame;
 mod playout;
 mod resample;
+mod session;
 mod vad;
 
 pub use agent::{Agent, AgentAction, Digit, Echo, Say, Transcribe};
-pub use call::{Call, CallConfig, CallId, CallStats, Ears, EndReason, Event, MAX_TRANSMIT};
+pub use call::{CallConfig, CallId, CallStats, Ears, EndReason, Event, MAX_TRANSMIT, Transmit};
 pub use conversation::{Conversation, ConversationConfig, Handoff};
 pub use dialog::{
     ChatLine, Heard, Outcome, Record, ReplyInput, Segment, Speaker, TurnLatency, UtteranceId,
@@ -46,4 +49,5 @@ pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd, 
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
 pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};
 pub use resample::{ResampleError, Resampler};
+pub use session::{FEED_AHEAD, Session, Transcribed, TurnId, TurnInfo};
 pub use vad::{EnergyVad, EnergyVadConfig, Vad, VadError, check_window};

@@ -77,7 +77,7 @@ fn normal_turns_run_the_whole_loop() {
     assert_eq!(sim.asked[1][3].text, "ok bye");
     // end_call after a reply that said goodbye: no extra phrase, hang up.
     assert!(sim.hangup_at.is_some());
-    assert!(sim.call.is_closed());
+    assert!(sim.session.is_closed());
     assert_eq!(outcome(&sim), Some(Outcome::Completed));
     assert!(
         sim.spoken_phrases().len() == 1,
@@ -388,7 +388,7 @@ fn the_caller_hanging_up_mid_reply_keeps_what_was_heard() {
     // The reply starts at ~3.35 s; "Sure, I can help with that." is 6
     // words (1.8 s); hang up 900 ms into it.
     sim.caller_hangs_up(4_250);
-    assert!(sim.call.is_closed());
+    assert!(sim.session.is_closed());
     let lines = sim.agent_lines();
     let (text, interrupted) = lines.last().expect("a line").clone();
     assert!(interrupted);
@@ -451,7 +451,7 @@ fn a_failing_provider_gets_an_apology_and_the_call_goes_on() {
         .filter(|r| matches!(r, Record::ReplyFailed(_)))
         .count();
     assert_eq!(failures, 2);
-    assert!(!sim.call.is_closed());
+    assert!(!sim.session.is_closed());
     let _ = WORD;
 }
 

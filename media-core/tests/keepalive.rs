@@ -63,8 +63,9 @@ fn speech_and_silence_share_one_grid() {
     // The greeting's audio arrives 300 ms in, 0.5 s of it.
     sim.run_until(at_ms(305));
     let now = sim.now;
-    assert_eq!(sim.call.play(now, UtteranceId(1), &ramp(1, 4_000)), 4_000);
-    sim.call.handle_utterance_done(now, UtteranceId(1));
+    sim.session
+        .handle_speech(now, UtteranceId(1), "Hello.", ramp(1, 4_000));
+    sim.session.handle_speech_done(now, UtteranceId(1));
     sim.run_until(at_ms(3_000));
     // All of it is played, unchanged, and none of it waited for a slot:
     // the first frame left at once (one frame of send-ahead).
@@ -77,7 +78,7 @@ fn speech_and_silence_share_one_grid() {
     for pair in times.windows(3) {
         assert!(pair[2] - pair[0] >= Duration::from_millis(20), "{pair:?}");
     }
-    let stats = sim.call.stats().playout;
+    let stats = sim.session.stats().playout;
     assert_eq!(stats.underruns, 0, "the end of a reply is not an underrun");
 }
 
@@ -98,10 +99,11 @@ fn a_producer_a_little_late_is_not_chopped_by_silence() {
         let piece = ramp(fed.len() + 1, 160);
         fed.extend_from_slice(&piece);
         let now = sim.now;
-        sim.call.play(now, UtteranceId(1), &piece);
+        sim.session
+            .handle_speech(now, UtteranceId(1), "Hello.", piece);
     }
     let now = sim.now;
-    sim.call.handle_utterance_done(now, UtteranceId(1));
+    sim.session.handle_speech_done(now, UtteranceId(1));
     sim.run_until(at_ms(1_000));
     assert_eq!(sim.sent_samples(), fed);
     // No silence was slipped in between the pieces.
@@ -111,5 +113,5 @@ fn a_producer_a_little_late_is_not_chopped_by_silence() {
         !sim.keepalive.iter().any(|t| *t > first && *t < last),
         "silence inside the reply"
     );
-    assert_eq!(sim.call.stats().playout.underruns, 0);
+    assert_eq!(sim.session.stats().playout.underruns, 0);
 }

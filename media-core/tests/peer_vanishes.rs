@@ -36,12 +36,12 @@ fn closed_mid_frame_ends_the_call_and_stops_transmitting() {
         sent_at_close,
         "nothing sent after the peer left"
     );
-    assert!(sim.call.is_closed());
+    assert!(sim.session.is_closed());
     assert_eq!(
         sim.ended(),
         Some(&EndReason::PeerClosed { mid_message: true })
     );
-    assert_eq!(sim.call.poll_timeout(), None);
+    assert_eq!(sim.session.poll_timeout(), None);
     let ended = sim
         .events
         .iter()
@@ -67,7 +67,7 @@ fn garbage_ends_the_call_with_a_protocol_error() {
     sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
     sim.write(at_ms(20), &[0x42, 0x00, 0x00]);
     assert!(matches!(sim.ended(), Some(EndReason::Protocol(_))));
-    assert!(sim.call.is_closed());
+    assert!(sim.session.is_closed());
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn no_uuid_times_out_on_the_clock_not_on_frames() {
     let mut sim = echo_sim();
     // Nothing at all arrives: the timer alone must end the call.
     sim.run_until(at_ms(4_999));
-    assert!(!sim.call.is_closed());
+    assert!(!sim.session.is_closed());
     sim.run_until(at_ms(5_000));
     assert_eq!(sim.ended(), Some(&EndReason::UuidTimeout));
 }
@@ -102,7 +102,7 @@ fn long_silence_without_frames_keeps_the_call_and_its_timers() {
     // Playout finishes the echo although no frame arrives after the first.
     sim.run_until(at_ms(45_000));
     assert_eq!(sim.sent_samples().len(), 4_000 + 160);
-    assert!(!sim.call.is_closed());
+    assert!(!sim.session.is_closed());
     // Audio resumes after 45 s of nothing: echo resumes, delay first.
     sim.write(at_ms(45_000), &audio_msg(0x10, &ramp(160, 160)));
     sim.run_until(at_ms(46_000));
@@ -130,7 +130,7 @@ fn dtmf_is_reported_and_bad_bytes_ignored() {
         .collect();
     assert_eq!(digits, ['7', '#']);
     assert!(sim.events.contains(&Event::BadDtmf(b'x')));
-    assert!(!sim.call.is_closed());
+    assert!(!sim.session.is_closed());
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn shutdown_sends_hangup_then_closes() {
     sim.write(at_ms(0), &audio_msg(0x10, &ramp(0, 160)));
     sim.run_until(at_ms(100));
     let now = sim.now;
-    sim.call.close(now, EndReason::Shutdown);
+    sim.session.close(now, EndReason::Shutdown);
     sim.run_until(at_ms(200));
     assert!(sim.sent_hangup());
     assert_eq!(sim.sent.last().map(|(_, b)| b.clone()), Some(vec![0, 0, 0]));
@@ -154,7 +154,7 @@ fn abort_ends_at_once_without_transmitting() {
     sim.write(at_ms(0), &audio_msg(0x10, &ramp(0, 1600)));
     let sent = sim.sent.len();
     let now = sim.now;
-    sim.call
+    sim.session
         .abort(now, EndReason::Internal("peer stopped reading".into()));
     sim.run_until(at_ms(2_000));
     assert_eq!(sim.sent.len(), sent);
@@ -171,14 +171,14 @@ fn a_turn_in_progress_is_kept_when_the_peer_hangs_up() {
         EndpointConfig, Endpointer, EnergyVad, EnergyVadConfig, SampleRate, Transcribe,
     };
     let vad = EnergyVad::new(SampleRate::HZ_8000, EnergyVadConfig::default());
-    let call = media_core::Call::new(
+    let session = media_core::Session::new(
         media_core::Time::ZERO,
         CallConfig::default(),
         Box::new(Transcribe),
     )
     .with_endpointer(Endpointer::new(EndpointConfig::default(), Box::new(vad)));
     let mut sim = echo_sim();
-    sim.call = call;
+    sim.session = session;
     sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
     // 200 ms of silence then 1 s of loud noise-like "speech", then hang up mid-turn.
     for k in 0..10u64 {
@@ -203,7 +203,7 @@ fn a_turn_in_progress_is_kept_when_the_peer_hangs_up() {
     assert!(started, "{:?}", sim.events);
     sim.close(at_ms(1_210));
     let turn = sim.events.iter().find_map(|e| match e {
-        Event::Turn(t) => Some(t.clone()),
+        Event::Transcribe { audio, .. } => Some(audio.clone()),
         _ => None,
     });
     let turn = turn.expect("the unfinished turn is not lost");
@@ -212,7 +212,7 @@ fn a_turn_in_progress_is_kept_when_the_peer_hangs_up() {
     let turn_at = sim
         .events
         .iter()
-        .position(|e| matches!(e, Event::Turn(_)))
+        .position(|e| matches!(e, Event::Transcribe { .. }))
         .unwrap();
     let end_at = sim
         .events

@@ -25,14 +25,13 @@ fn speaks_at_start_then_hangs_up_after_the_last_frame() {
     }));
     // The driver synthesizes 1 s of audio and feeds it back in two pieces.
     let now = sim.now;
-    assert_eq!(sim.call.play(now, UtteranceId(1), &ramp(0, 4_000)), 4_000);
-    assert_eq!(
-        sim.call.play(now, UtteranceId(1), &ramp(4_000, 4_000)),
-        4_000
-    );
-    assert_eq!(sim.call.queued_audio(), Duration::from_secs(1));
+    sim.session
+        .handle_speech(now, UtteranceId(1), "Our offices", ramp(0, 4_000));
+    sim.session
+        .handle_speech(now, UtteranceId(1), "are closed.", ramp(4_000, 4_000));
+    assert_eq!(sim.session.queued_audio(), Duration::from_secs(1));
     let now = sim.now;
-    sim.call.handle_utterance_done(now, UtteranceId(1));
+    sim.session.handle_speech_done(now, UtteranceId(1));
     sim.run_until(at_ms(2_000));
     let audio = sim.sent_audio();
     assert_eq!(audio.len(), 50);
@@ -50,10 +49,11 @@ fn without_hangup_the_call_stays_up() {
     let mut sim = Sim::new(CallConfig::default(), Box::new(Say::new("Hello.", false)));
     sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
     let now = sim.now;
-    sim.call.play(now, UtteranceId(1), &ramp(0, 1_600));
-    sim.call.handle_utterance_done(now, UtteranceId(1));
+    sim.session
+        .handle_speech(now, UtteranceId(1), "Hi.", ramp(0, 1_600));
+    sim.session.handle_speech_done(now, UtteranceId(1));
     sim.run_until(at_ms(5_000));
-    assert!(!sim.call.is_closed());
+    assert!(!sim.session.is_closed());
     assert!(!sim.sent_hangup());
 }
 
@@ -69,8 +69,9 @@ fn a_short_last_frame_keeps_the_pace() {
     sim.write(at_ms(0), &uuid_msg(Uuid::new_v4()));
     let now = sim.now;
     // 10 frames and 45 samples: the synthesized audio rarely ends on a frame.
-    sim.call.play(now, UtteranceId(1), &ramp(0, 1_645));
-    sim.call.handle_utterance_done(now, UtteranceId(1));
+    sim.session
+        .handle_speech(now, UtteranceId(1), "Hi.", ramp(0, 1_645));
+    sim.session.handle_speech_done(now, UtteranceId(1));
     sim.run_until(at_ms(1_000));
     let audio = sim.sent_audio();
     assert_eq!(audio.len(), 11);

@@ -19,7 +19,7 @@
 //! - [`message`]: SIP messages parsed by rsip into our own types (compact
 //!   headers, required headers, CSeq and Content-Length checked), and
 //!   responses written as RFC 3261 §8.2.6 says.
-//! - [`rtp`]: RTP packets through webrtc-rs `rtp` behind our own types, the
+//! - [`rtp`]: RTP packets (one borrowing parser for every leg, fuzzed), the
 //!   sending side's sequence and timestamp, RFC 4733 DTMF.
 #![forbid(unsafe_code)]
 

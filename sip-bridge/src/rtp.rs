@@ -1,19 +1,20 @@
-//! RTP packets (RFC 3550) through the webrtc-rs `rtp` crate, behind our own
-//! types, and RFC 4733 telephone-events turned into DTMF digits.
+//! RTP packets (RFC 3550) and RFC 4733 telephone-events turned into DTMF
+//! digits.
 //!
-//! The crate parses and writes; this module checks what it does not (the
-//! version), keeps its types out of the rest of hark, and owns the sending
-//! side's sequence number and timestamp.
-
-use bytes::Bytes;
-use webrtc_util::marshal::{Marshal, MarshalSize, Unmarshal};
+//! The parser borrows the datagram (one packet every 20 ms per call, so no
+//! copy and no allocation), checks every length before it reads, and is the
+//! only RTP parser in hark: SIP and Stasis legs both use it, and the
+//! `rtp_parse` fuzz target runs it. The sending side owns the stream's
+//! sequence number and timestamp.
 
 /// RTP version 2.
 const VERSION: u8 = 2;
+/// The fixed header: flags, type, sequence, timestamp, SSRC.
+const FIXED: usize = 12;
 
-/// One received RTP packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RtpPacket {
+/// One received RTP packet, borrowing its datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpPacket<'a> {
     /// The payload type.
     pub payload_type: u8,
     /// The marker bit (start of a talkspurt, or of a DTMF event).
@@ -24,8 +25,8 @@ pub struct RtpPacket {
     pub timestamp: u32,
     /// The sender's source id.
     pub ssrc: u32,
-    /// The payload, padding removed.
-    pub payload: Bytes,
+    /// The payload: CSRCs, header extension and padding skipped.
+    pub payload: &'a [u8],
 }
 
 /// Why a datagram is not an RTP packet.
@@ -37,61 +38,54 @@ pub enum RtpError {
     Version(u8),
     /// Too short, or its lengths do not add up.
     #[error("malformed RTP: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
 }
 
-/// Parses one datagram.
-pub fn parse(datagram: &[u8]) -> Result<RtpPacket, RtpError> {
-    if let Some(&first) = datagram.first()
-        && first >> 6 != VERSION
-    {
+/// Parses one datagram (RFC 3550 §5.1).
+pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
+    let Some(&first) = datagram.first() else {
+        return Err(RtpError::Malformed("the fixed header runs past the end"));
+    };
+    if first >> 6 != VERSION {
         return Err(RtpError::Version(first >> 6));
     }
-    let bytes = without_extension(datagram)?;
-    let mut buf: &[u8] = &bytes;
-    let p =
-        rtp::packet::Packet::unmarshal(&mut buf).map_err(|e| RtpError::Malformed(e.to_string()))?;
-    Ok(RtpPacket {
-        payload_type: p.header.payload_type,
-        marker: p.header.marker,
-        sequence: p.header.sequence_number,
-        timestamp: p.header.timestamp,
-        ssrc: p.header.ssrc,
-        payload: p.payload,
-    })
-}
-
-/// The datagram with its header extension (if any) removed, after checking
-/// that the fixed header, the CSRCs and the extension block fit.
-///
-/// hark uses no header extension, and the `rtp` crate (0.17.2) panics on
-/// RFC 8285 elements that run past their block (found by the `rtp_parse`
-/// fuzz target): the crate never sees one.
-fn without_extension(datagram: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, RtpError> {
-    const FIXED: usize = 12;
-    let short = |what: &str| RtpError::Malformed(format!("{what} runs past the end"));
     if datagram.len() < FIXED {
-        return Err(short("the fixed header"));
+        return Err(RtpError::Malformed("the fixed header runs past the end"));
     }
-    let head = FIXED + 4 * usize::from(datagram[0] & 0x0f);
-    if datagram.len() < head {
-        return Err(short("the CSRC list"));
+    let mut start = FIXED + 4 * usize::from(first & 0x0f);
+    if datagram.len() < start {
+        return Err(RtpError::Malformed("the CSRC list runs past the end"));
     }
-    if datagram[0] & 0x10 == 0 {
-        return Ok(std::borrow::Cow::Borrowed(datagram));
+    if first & 0x10 != 0 {
+        let Some(ext) = datagram.get(start..start + 4) else {
+            return Err(RtpError::Malformed(
+                "the extension header runs past the end",
+            ));
+        };
+        start += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        if datagram.len() < start {
+            return Err(RtpError::Malformed("the extension runs past the end"));
+        }
     }
-    let ext = datagram
-        .get(head..head + 4)
-        .ok_or_else(|| short("the extension header"))?;
-    let end = head + 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
-    if datagram.len() < end {
-        return Err(short("the extension"));
+    let mut end = datagram.len();
+    if first & 0x20 != 0 {
+        // The last byte counts the padding, itself included.
+        let pad = usize::from(datagram[end - 1]);
+        if pad == 0 || pad > end - start {
+            return Err(RtpError::Malformed(
+                "the padding is longer than the payload",
+            ));
+        }
+        end -= pad;
     }
-    let mut out = Vec::with_capacity(datagram.len() - (end - head));
-    out.extend_from_slice(&datagram[..head]);
-    out[0] &= !0x10;
-    out.extend_from_slice(&datagram[end..]);
-    Ok(std::borrow::Cow::Owned(out))
+    Ok(RtpPacket {
+        payload_type: datagram[1] & 0x7f,
+        marker: datagram[1] & 0x80 != 0,
+        sequence: u16::from_be_bytes([datagram[2], datagram[3]]),
+        timestamp: u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+        ssrc: u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
+        payload: &datagram[start..end],
+    })
 }
 
 /// The sending side of one stream: its SSRC, sequence and timestamp.
@@ -118,7 +112,7 @@ impl RtpSender {
         self.ssrc
     }
 
-    /// Writes a packet of `payload` with `payload_type` into `out`
+    /// Writes a packet of `payload` with `payload_type` (7 bits) into `out`
     /// (replacing its contents), then advances the timestamp by `ticks`.
     pub fn packet(
         &mut self,
@@ -128,24 +122,16 @@ impl RtpSender {
         ticks: u32,
         out: &mut Vec<u8>,
     ) -> Result<(), RtpError> {
-        let p = rtp::packet::Packet {
-            header: rtp::header::Header {
-                version: VERSION,
-                marker,
-                payload_type,
-                sequence_number: self.sequence,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-                ..Default::default()
-            },
-            payload: Bytes::copy_from_slice(payload),
-        };
+        if payload_type > 0x7f {
+            return Err(RtpError::Malformed("payload type over 127"));
+        }
         out.clear();
-        out.resize(p.marshal_size(), 0);
-        let n = p
-            .marshal_to(out)
-            .map_err(|e| RtpError::Malformed(e.to_string()))?;
-        out.truncate(n);
+        out.push(VERSION << 6);
+        out.push(payload_type | if marker { 0x80 } else { 0 });
+        out.extend_from_slice(&self.sequence.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(payload);
         self.sequence = self.sequence.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(ticks);
         Ok(())
@@ -225,13 +211,13 @@ mod tests {
         assert_eq!(out.len(), 12 + 160);
         let p = parse(&out).expect("parses");
         assert_eq!((p.payload_type, p.marker, p.ssrc), (0, true, tx.ssrc()));
-        let first = p.sequence;
+        let (first, stamp) = (p.sequence, p.timestamp);
         tx.packet(0, false, &[0x7f; 160], 160, &mut out)
             .expect("marshal");
         let q = parse(&out).expect("parses");
         assert_eq!(q.sequence, first.wrapping_add(1));
-        assert_eq!(q.timestamp, p.timestamp.wrapping_add(160));
-        assert_eq!(&q.payload[..], &[0x7f; 160][..]);
+        assert_eq!(q.timestamp, stamp.wrapping_add(160));
+        assert_eq!(q.payload, &[0x7f; 160][..]);
     }
 
     #[test]
@@ -254,14 +240,13 @@ mod tests {
         assert!(parse(&[0x8f, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
         // Padding longer than the payload.
         assert!(parse(&[0xa0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9]).is_err());
-        // The fuzz target's find: an RFC 8285 one-byte element longer than
-        // its block made the rtp crate panic.
+        // The fuzz target's find when webrtc-rs parsed: an RFC 8285
+        // one-byte element longer than its block made it panic.
         let crash = [
             0xb1, 0xe5, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x07, 0, 0, 0, 0x09, 0xbe, 0xde, 0x00,
             0x01, 0x10, 0x20, 0x1c, 0x10, 0x20, 0x30, 0xe5, 0x00, 0x01, 0x02, 0x7f,
         ];
-        // Its padding byte (127) is longer than its payload: an error now,
-        // not a panic.
+        // Its padding byte (127) is longer than its payload: an error.
         assert!(matches!(parse(&crash), Err(RtpError::Malformed(_))));
         let mut fixed = crash;
         fixed[0] &= !0x20;
@@ -273,6 +258,11 @@ mod tests {
         );
         // An extension block longer than the datagram.
         assert!(parse(&[0x90, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 9, 1]).is_err());
+        // A padding count of zero counts not even itself.
+        assert!(parse(&[0xa0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0]).is_err());
+        // Padding the whole payload leaves an empty one.
+        let p = parse(&[0xa0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]).expect("parses");
+        assert!(p.payload.is_empty());
     }
 
     #[test]
@@ -283,7 +273,30 @@ mod tests {
         d.extend_from_slice(&[0x55; 160]);
         let p = parse(&d).expect("parses");
         assert_eq!((p.sequence, p.timestamp, p.ssrc), (7, 160, 1));
-        assert_eq!(&p.payload[..], &[0x55; 160][..]);
+        assert_eq!(p.payload, &[0x55; 160][..]);
+    }
+
+    #[test]
+    fn csrcs_extension_and_padding_together_are_skipped() {
+        let mut p = vec![
+            0x80 | 0x20 | 0x10 | 0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        p.extend_from_slice(&[9, 9, 9, 9]); // one CSRC
+        p.extend_from_slice(&[0xbe, 0xde, 0x00, 0x01, 1, 2, 3, 4]); // one word
+        p.extend_from_slice(&[0xaa; 5]);
+        p.extend_from_slice(&[0, 0, 3]); // three bytes of padding
+        assert_eq!(parse(&p).expect("valid").payload, &[0xaa; 5]);
     }
 
     #[test]

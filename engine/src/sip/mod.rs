@@ -3,16 +3,14 @@
 //! arrives and the passing of time, sends what the UAS writes, and turns
 //! its events into calls.
 //!
-//! Each accepted call gets an RTP port of `rtp_ports` and a media leg
-//! ([`leg`]) that speaks AudioSocket to the same call driver and agent an
-//! Asterisk AudioSocket call gets. When the driver ends the call the leg
-//! tells this task, which sends BYE; when the peer sends BYE the leg is
-//! stopped and the driver sees the stream close.
+//! Each accepted call gets an RTP port of `rtp_ports`, run as an RTP leg
+//! ([`RtpLeg`]) of the same call driver, session and agent an Asterisk
+//! AudioSocket call gets. When the call ends the leg tells this task,
+//! which sends BYE; when the peer sends BYE the leg is stopped and the
+//! session sees its peer gone.
 //!
 //! Requests from addresses outside `allow` are dropped unanswered: a
 //! reply would tell a scanner hark is there, and UDP sources can be forged.
-
-mod leg;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,13 +25,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::SipConfig;
-use crate::server::{Phase, Shared, start_call};
+use crate::driver::RtpLeg;
+use crate::server::{Phase, Shared, start_rtp_call};
 use crate::store::Registration;
 
 /// Largest SIP datagram read.
 const MAX_DATAGRAM: usize = sip_bridge::message::MAX_MESSAGE;
-/// Bytes the pipe between a leg and its driver holds.
-const PIPE_BYTES: usize = 64 * 1024;
 
 /// A running call's handles.
 struct Live {
@@ -173,27 +170,32 @@ impl Sip {
                     return;
                 };
                 let advertised = SocketAddr::new(self.config.advertise, rtp_local.port());
-                uas.accept(now, call, advertised);
                 let uuid = uuid::Uuid::new_v4();
-                self.register(&uuid, &call_id, &from, &uri, peer, &media);
-                info!(%peer, %call_id, call = %uuid, codec = ?media.codec, rtp = %rtp_local, "sip call answered");
-                let (driver_end, leg_end) = tokio::io::duplex(PIPE_BYTES);
+                let codec = media.codec;
+                let registered = media.clone();
                 let (media_tx, media_rx) = watch::channel(media);
                 let (stop_tx, stop_rx) = oneshot::channel();
-                let l = leg::Leg {
-                    socket,
-                    pipe: leg_end,
-                    uuid,
-                    media: media_rx,
-                    stop: stop_rx,
-                    allow: self.config.allow.clone(),
-                    max_payload: self.shared.config.max_payload,
-                };
                 let ended = ended.clone();
-                tokio::spawn(async move {
-                    leg::run(l).await;
-                    let _ = ended.send(call);
-                });
+                let leg = match RtpLeg::sip(
+                    socket,
+                    uuid,
+                    media_rx,
+                    self.config.allow.clone(),
+                    stop_rx,
+                    Box::new(move || {
+                        let _ = ended.send(call);
+                    }),
+                ) {
+                    Ok(leg) => leg,
+                    Err(e) => {
+                        warn!(%peer, "sip media: {e}");
+                        uas.reject(now, call, 488, "Not Acceptable Here");
+                        return;
+                    }
+                };
+                uas.accept(now, call, advertised);
+                self.register(&uuid, &call_id, &from, &uri, peer, &registered);
+                info!(%peer, %call_id, call = %uuid, ?codec, rtp = %rtp_local, "sip call answered");
                 calls.insert(
                     call,
                     Live {
@@ -201,8 +203,9 @@ impl Sip {
                         _stop: stop_tx,
                     },
                 );
-                start_call(
-                    driver_end,
+                start_rtp_call(
+                    leg,
+                    uuid.to_string(),
                     peer,
                     "sip",
                     &self.shared,

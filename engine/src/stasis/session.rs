@@ -274,7 +274,7 @@ impl Session {
                 (ctx.media_host.clone(), Encapsulation::AudioSocket, "slin")
             }
             StasisMedia::Rtp => {
-                let leg = rtp::RtpLeg::bind(cfg)
+                let leg = rtp::RtpPort::bind(cfg)
                     .await
                     .map_err(|e| format!("rtp: {e}"))?;
                 let host = leg.local_addr().to_string();

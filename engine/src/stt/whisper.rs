@@ -187,6 +187,10 @@ struct Decoded {
 impl Worker {
     fn run(mut self, queue: &JobQueue<Job>) {
         while let Some(Queued { since, job, .. }) = queue.pop() {
+            if job.reply.is_closed() {
+                // Nobody waits for it (a preview the caller talked past).
+                continue;
+            }
             let queued = since.elapsed();
             let started = Instant::now();
             let result = self

@@ -28,10 +28,10 @@ pub enum AgentAction {
     /// Finish playing what is queued, then send AudioSocket hangup (0x00) so
     /// the dialplan continues (the hand-off path).
     Hangup,
-    /// Say this text. The driver synthesizes it (I/O, outside the core),
-    /// announces each piece with [`Call::begin_segment`](crate::Call::begin_segment),
-    /// feeds the audio with [`Call::play`](crate::Call::play), and reports
-    /// the end with [`Call::handle_utterance_done`](crate::Call::handle_utterance_done).
+    /// Say this text. The driver synthesizes it (I/O, outside the core)
+    /// and hands each piece to [`Session::handle_speech`](crate::Session::handle_speech);
+    /// the session announces it to the agent (`handle_segment`), feeds it
+    /// to playout and reports the end (`handle_utterance_done`).
     Speak {
         /// The utterance.
         id: UtteranceId,
@@ -40,7 +40,7 @@ pub enum AgentAction {
     },
     /// Ask the model for the next line given the conversation so far and
     /// speak it as it streams (same audio path as `Speak`); report the
-    /// model's side with [`Call::handle_reply`](crate::Call::handle_reply).
+    /// model's side with [`Session::handle_reply`](crate::Session::handle_reply).
     Think {
         /// The utterance the reply becomes.
         id: UtteranceId,

@@ -572,14 +572,9 @@ impl Agent for Conversation {
             self.maybe_think();
             return;
         }
-        self.record(Record::Said(Segment {
-            speaker: Speaker::Caller,
-            text: text.to_string(),
-            start: heard.speech_start,
-            end: heard.speech_end,
-            confidence: heard.confidence,
-            interrupted: false,
-        }));
+        if let Some(segment) = heard.segment() {
+            self.record(Record::Said(segment));
+        }
         if !self.queue.is_empty() && self.is_backchannel(text) {
             // "Uh-huh" while the agent talks: heard, not a turn.
             return;

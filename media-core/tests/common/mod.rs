@@ -1,14 +1,14 @@
 //! A simulated AudioSocket peer on a simulated clock, shared by the scenario tests.
 //!
-//! The peer writes bytes into the call at chosen times; `run_until` steps the
-//! clock from deadline to deadline exactly as the engine's driver does, and
-//! records every message the call transmits with the time it left.
+//! The peer writes bytes into the session at chosen times; `run_until` steps
+//! the clock from deadline to deadline, and records every message the
+//! session transmits (encoded as the AudioSocket leg does) with the time it left.
 #![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 
 use media_core::audiosocket::{self, Decoder, Message};
-use media_core::{Agent, Call, CallConfig, Event, MAX_TRANSMIT, Time};
+use media_core::{Agent, CallConfig, Event, MAX_TRANSMIT, Session, Time};
 use uuid::Uuid;
 
 pub const MS: Duration = Duration::from_millis(1);
@@ -18,7 +18,7 @@ pub fn at_ms(ms: u64) -> Time {
 }
 
 pub struct Sim {
-    pub call: Call,
+    pub session: Session,
     pub now: Time,
     /// Every message the call transmitted, with when, but the silence it
     /// sent to keep the line alive (see `keepalive`).
@@ -36,7 +36,7 @@ pub struct Sim {
 impl Sim {
     pub fn new(config: CallConfig, agent: Box<dyn Agent>) -> Self {
         Self {
-            call: Call::new(Time::ZERO, config, agent),
+            session: Session::new(Time::ZERO, config, agent),
             now: Time::ZERO,
             sent: Vec::new(),
             keepalive: Vec::new(),
@@ -54,12 +54,12 @@ impl Sim {
         loop {
             match self.decoder.decode(&self.pending) {
                 Ok((message, used)) => {
-                    self.call.handle_message(self.now, message);
+                    self.session.handle_message(self.now, message);
                     self.pending.drain(..used);
                 }
                 Err(e) if e.is_incomplete() => break,
                 Err(e) => {
-                    self.call.handle_protocol_error(self.now, e);
+                    self.session.handle_protocol_error(self.now, e);
                     break;
                 }
             }
@@ -72,7 +72,7 @@ impl Sim {
     pub fn close(&mut self, at: Time) {
         self.run_until(at);
         let mid = !self.pending.is_empty();
-        self.call.handle_peer_closed(self.now, mid);
+        self.session.handle_peer_closed(self.now, mid);
         self.drain();
     }
 
@@ -81,7 +81,7 @@ impl Sim {
         let mut spins = 0;
         loop {
             self.drain();
-            match self.call.poll_timeout() {
+            match self.session.poll_timeout() {
                 Some(next) if next <= until => {
                     let before = (
                         self.now,
@@ -89,7 +89,7 @@ impl Sim {
                         self.events.len(),
                     );
                     self.now = self.now.max(next);
-                    self.call.handle_timeout(self.now);
+                    self.session.handle_timeout(self.now);
                     self.drain();
                     let after = (
                         self.now,
@@ -112,11 +112,15 @@ impl Sim {
 
     fn drain(&mut self) {
         loop {
-            let silent = self.call.stats().playout.silence_frames;
-            let Some(n) = self.call.poll_transmit(self.now, &mut self.buf) else {
+            let silent = self.session.stats().playout.silence_frames;
+            let Some(n) = self
+                .session
+                .poll_transmit(self.now)
+                .map(|t| t.encode(&mut self.buf).expect("encodes"))
+            else {
                 break;
             };
-            if self.call.stats().playout.silence_frames > silent {
+            if self.session.stats().playout.silence_frames > silent {
                 assert!(
                     self.buf[3..n].iter().all(|&b| b == 0),
                     "keep-alive frames are silence"
@@ -126,7 +130,7 @@ impl Sim {
                 self.sent.push((self.now, self.buf[..n].to_vec()));
             }
         }
-        while let Some(e) = self.call.poll_event() {
+        while let Some(e) = self.session.poll_event() {
             self.events.push(e);
         }
     }

@@ -1,22 +1,24 @@
-//! A simulated driver for the voice agent: scripted fake STT, LLM and TTS
-//! on a simulated clock, plus a caller who talks, stays silent and presses
-//! keys at chosen times.
+//! The voice agent's [`Session`] on a simulated clock, with scripted fake
+//! STT, LLM and TTS, and a caller who talks, stays silent and presses keys
+//! at chosen times.
 //!
-//! It does what the engine's driver does, in the same order: turns go to
-//! "STT" and come back after `stt_delay` with the next scripted text; a
-//! Think request is answered by the scripted model after `token_delay`;
-//! every text piece is "synthesized" after `tts_delay` into audio whose
-//! length follows the word count (300 ms per word) and whose samples name
-//! the utterance, so the test can tell what the caller heard.
+//! Only the work the session asks for is faked, and only its timing:
+//! turns go to "STT" and come back after `stt_delay` with the next
+//! scripted text; a Think request is answered by the scripted model after
+//! `token_delay`; every text piece is "synthesized" after `tts_delay` into
+//! audio whose length follows the word count (300 ms per word) and whose
+//! samples name the utterance, so the test can tell what the caller heard.
+//! Every decision (turns, the utterance queue, feeding playout, barge-in)
+//! is the session's: the same code the engine's driver runs.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use media_core::audiosocket::{Decoder, Message};
+use media_core::audiosocket::Decoder;
 use media_core::{
-    Call, CallConfig, ChatLine, Conversation, ConversationConfig, Ears, EndpointConfig, Endpointer,
-    Event, Heard, Record, ReplyInput, SampleRate, Segment, Speaker, Time, UtteranceId, Vad,
-    VadError,
+    CallConfig, ChatLine, Conversation, ConversationConfig, Ears, EndpointConfig, Endpointer,
+    Event, Record, ReplyInput, SampleRate, Segment, Session, Speaker, Time, Transcribed, Transmit,
+    TurnId, UtteranceId, Vad, VadError,
 };
 use uuid::Uuid;
 
@@ -57,21 +59,14 @@ pub type Model = Box<dyn FnMut(&[ChatLine]) -> Vec<Step>>;
 
 #[derive(Debug)]
 enum Task {
-    Transcript(Heard),
+    Transcript(TurnId, Option<Transcribed>),
     Reply(UtteranceId, ReplyInput),
     Audio(UtteranceId, String),
     Done(UtteranceId),
 }
 
-/// One utterance's synthesized pieces not yet in playout.
-#[derive(Default)]
-struct Feed {
-    pieces: VecDeque<(String, Vec<i16>, usize, bool)>,
-    done: bool,
-}
-
 pub struct VoiceSim {
-    pub call: Call,
+    pub session: Session,
     pub now: Time,
     pub events: Vec<Event>,
     /// Frames the call sent: (time, first sample); keep-alive silence apart.
@@ -89,11 +84,8 @@ pub struct VoiceSim {
     seq: u64,
     tasks: BTreeMap<(Time, u64), Task>,
     heard: VecDeque<&'static str>,
-    /// Audio waiting for playout, per utterance (fed in id order).
-    feed: BTreeMap<UtteranceId, Feed>,
     /// Pieces synthesized so far (each piece's samples carry a marker).
     pieces: u32,
-    buf: Vec<u8>,
     /// Caller speech: (from, to) intervals.
     speech: Vec<(Time, Time)>,
 }
@@ -109,7 +101,7 @@ pub fn endpoint_config() -> EndpointConfig {
 
 impl VoiceSim {
     pub fn new(config: ConversationConfig, model: Model) -> Self {
-        let call = Call::new(
+        let session = Session::new(
             Time::ZERO,
             CallConfig {
                 send_ahead: 1,
@@ -121,7 +113,7 @@ impl VoiceSim {
             Endpointer::new(endpoint_config(), Box::new(LevelVad))
         })));
         let mut sim = Self {
-            call,
+            session,
             now: Time::ZERO,
             events: Vec::new(),
             frames: Vec::new(),
@@ -136,9 +128,7 @@ impl VoiceSim {
             seq: 0,
             tasks: BTreeMap::new(),
             heard: VecDeque::new(),
-            feed: BTreeMap::new(),
             pieces: 0,
-            buf: vec![0; media_core::MAX_TRANSMIT],
             speech: Vec::new(),
         };
         sim.inbound(Time::ZERO, uuid_msg(Uuid::new_v4()));
@@ -187,11 +177,11 @@ impl VoiceSim {
         self.schedule_audio(until);
         loop {
             self.drain();
-            if self.call.is_closed() {
+            if self.session.is_closed() {
                 return;
             }
             let next = [
-                self.call.poll_timeout(),
+                self.session.poll_timeout(),
                 self.inbound.keys().next().map(|k| k.0),
                 self.tasks.keys().next().map(|k| k.0),
             ]
@@ -209,7 +199,7 @@ impl VoiceSim {
                 }
                 let bytes = entry.remove();
                 if let Ok((m, _)) = Decoder::default().decode(&bytes) {
-                    self.call.handle_message(now, m);
+                    self.session.handle_message(now, m);
                 }
                 self.drain();
             }
@@ -221,8 +211,8 @@ impl VoiceSim {
                 self.perform(task);
                 self.drain();
             }
-            if self.call.poll_timeout().is_some_and(|t| t <= now) {
-                self.call.handle_timeout(now);
+            if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                self.session.handle_timeout(now);
             }
         }
         self.now = self.now.max(until);
@@ -234,90 +224,50 @@ impl VoiceSim {
     pub fn caller_hangs_up(&mut self, at: u64) {
         self.run(at);
         let now = self.now;
-        self.call.handle_peer_closed(now, false);
+        self.session.handle_peer_closed(now, false);
         self.drain();
     }
 
     fn perform(&mut self, task: Task) {
         let now = self.now;
         match task {
-            Task::Transcript(h) => self.call.handle_transcript(now, h),
-            Task::Reply(id, input) => self.call.handle_reply(now, id, input),
+            Task::Transcript(turn, text) => self.session.handle_transcript(now, turn, text),
+            Task::Reply(id, input) => self.session.handle_reply(now, id, input),
             Task::Audio(id, text) => {
-                if let Some(f) = self.feed.get_mut(&id) {
-                    self.pieces += 1;
-                    let marker = (id.0 * 100 + self.pieces) as i16;
-                    let words = text.split_whitespace().count().max(1) as u32;
-                    let n = SampleRate::HZ_8000.samples_in(WORD * words);
-                    f.pieces.push_back((text, vec![marker; n], 0, false));
-                }
+                self.pieces += 1;
+                let marker = (id.0 * 100 + self.pieces) as i16;
+                let words = text.split_whitespace().count().max(1) as u32;
+                let n = SampleRate::HZ_8000.samples_in(WORD * words);
+                self.session.handle_speech(now, id, &text, vec![marker; n]);
             }
-            Task::Done(id) => {
-                if let Some(f) = self.feed.get_mut(&id) {
-                    f.done = true;
-                }
-            }
-        }
-    }
-
-    /// Moves synthesized audio into playout as the engine's driver does:
-    /// the oldest utterance first, up to 1 s ahead.
-    fn feed_audio(&mut self) {
-        let now = self.now;
-        while let Some(mut entry) = self.feed.first_entry() {
-            let id = *entry.key();
-            let f = entry.get_mut();
-            while let Some((text, samples, at, announced)) = f.pieces.front_mut() {
-                if !*announced {
-                    self.call.begin_segment(now, id, text, samples.len());
-                    *announced = true;
-                }
-                while *at < samples.len() && self.call.queued_audio() < Duration::from_secs(1) {
-                    let took = self.call.play(now, id, &samples[*at..]);
-                    if took == 0 {
-                        break;
-                    }
-                    *at += took;
-                }
-                if *at < samples.len() {
-                    return;
-                }
-                f.pieces.pop_front();
-            }
-            if !f.done {
-                return;
-            }
-            entry.remove();
-            self.call.handle_utterance_done(now, id);
+            Task::Done(id) => self.session.handle_speech_done(now, id),
         }
     }
 
     fn drain(&mut self) {
         loop {
             let now = self.now;
-            self.feed_audio();
             let mut any = false;
             loop {
-                let silent = self.call.stats().playout.silence_frames;
-                let Some(n) = self.call.poll_transmit(now, &mut self.buf) else {
+                let silent = self.session.stats().playout.silence_frames;
+                let Some(sent) = self.session.poll_transmit(now).map(|t| match t {
+                    Transmit::Audio(f) => Some(f.samples[0]),
+                    Transmit::Hangup => None,
+                }) else {
                     break;
                 };
                 any = true;
-                if self.call.stats().playout.silence_frames > silent {
+                if self.session.stats().playout.silence_frames > silent {
                     // Keep-alive silence, not the agent's: counted apart.
                     self.keepalive += 1;
                     continue;
                 }
-                match Decoder::default().decode(&self.buf[..n]) {
-                    Ok((Message::Audio { pcm, .. }, _)) => {
-                        let s = i16::from_le_bytes([pcm[0], pcm[1]]);
-                        self.frames.push((now, s));
-                    }
-                    Ok((Message::Hangup, _)) => self.hangup_at = Some(now),
-                    _ => {}
+                match sent {
+                    Some(s) => self.frames.push((now, s)),
+                    None => self.hangup_at = Some(now),
                 }
             }
-            while let Some(e) = self.call.poll_event() {
+            while let Some(e) = self.session.poll_event() {
                 any = true;
                 self.on_event(&e);
                 self.events.push(e);
@@ -331,25 +281,20 @@ impl VoiceSim {
     fn on_event(&mut self, e: &Event) {
         let now = self.now;
         match e {
-            Event::Turn(turn) => {
+            Event::Transcribe { turn, .. } => {
                 let text = self.heard.pop_front().unwrap_or("");
-                let heard = Heard {
+                let heard = (!text.is_empty()).then(|| Transcribed {
                     text: text.into(),
                     confidence: 0.9,
-                    speech_start: turn.speech_start,
-                    speech_end: turn.speech_end,
-                    decided_at: turn.decided_at,
-                };
-                self.task(now + self.stt_delay, Task::Transcript(heard));
+                });
+                self.task(now + self.stt_delay, Task::Transcript(*turn, heard));
             }
             Event::Speak { id, text } => {
-                self.feed.insert(*id, Feed::default());
                 self.task(now + self.tts_delay, Task::Audio(*id, text.clone()));
                 self.task(now + self.tts_delay, Task::Done(*id));
             }
             Event::Think { id, history } => {
                 self.asked.push(history.clone());
-                self.feed.insert(*id, Feed::default());
                 let steps = (self.model)(history);
                 let mut t = now + self.token_delay;
                 for step in steps {
@@ -380,10 +325,9 @@ impl VoiceSim {
                 self.task(t + self.tts_delay, Task::Done(*id));
             }
             Event::Cancel(id) => {
-                self.feed.remove(id);
                 self.tasks.retain(|_, task| match task {
                     Task::Reply(i, _) | Task::Audio(i, _) | Task::Done(i) => i != id,
-                    Task::Transcript(_) => true,
+                    Task::Transcript(..) => true,
                 });
             }
             _ => {}

@@ -1,27 +1,38 @@
-//! The call driver: one task per call, owning its socket and its [`Call`].
+//! The call driver: one task per call, owning its transport (a [`Leg`]) and
+//! its [`Session`].
+//!
+//! The driver only does I/O: it hands what the leg brings to the session, carries out what the session asks (send a frame, transcribe a
+//! turn, start or cancel a reply, synthesize, record) and feeds the results
+//! back. Every decision is the session's (media-core, pure, tested on a
+//! simulated clock).
 //!
 //! # Concurrency
-//! This task is the only place that touches the call's socket and state
-//! machine, and its `select!` is the only wait: socket readable, the call's
-//! next deadline, and the server's shutdown phase. The clock is read once per
-//! wake-up and passed into the pure core. Writes go straight to the socket
-//! with a timeout, so a peer that stops reading ends its own call and never
-//! stalls anyone else.
+//! This task is the only place that touches the call's transport and
+//! session, and its `select!` is the only wait: the leg's input (socket
+//! readable; or a datagram, the jitter buffer's next frame, a re-INVITE),
+//! the session's next deadline, a transcript, a reply's news, the next
+//! piece of speech, and the server's shutdown phase. No second task and no
+//! pipe per call, whatever the transport. The clock is read once per wake-up and
+//! passed into the session. Writes go straight to the socket with a
+//! timeout, so a peer that stops reading ends its own call and never stalls
+//! anyone else.
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use media_core::audiosocket::{Decoder, HEADER_LEN};
+use media_core::audiosocket::Decoder;
 use media_core::{
-    Agent, Call, CallConfig, CallId, Ears, EndReason, Event, Heard, MAX_TRANSMIT, Outcome, Record,
-    Time, Turn, TurnEnd,
+    Agent, CallConfig, CallId, Ears, EndReason, Event, Outcome, Record, Session, Speaker, Time,
+    Transcribed, Turn, TurnId, TurnInfo,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, trace, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::recording::{CallRecording, RecordingSetup};
 use crate::server::Phase;
@@ -45,26 +56,12 @@ pub(crate) struct CallSetup {
     pub(crate) mouth: Option<Mouth>,
     /// How the agent thinks, for conversations.
     pub(crate) brain: Option<Arc<Brain>>,
-    pub(crate) max_payload: usize,
     /// Where the call's records go, if a store is configured.
     pub(crate) recording: Option<RecordingSetup>,
 }
 
-/// A turn sent to STT, waiting for its text.
-struct PendingTurn {
-    speech_start: Time,
-    speech_end: Time,
-    decided_at: Time,
-    audio: Duration,
-    reason: TurnEnd,
-    rx: oneshot::Receiver<Result<Transcript, SttError>>,
-}
-
-/// A peer that does not take writes for 2 s is gone or stuck. Writes only
-/// block once its receive window and hark's small send buffer (see
-/// `server::SEND_BUFFER`) are full, so the call ends a few seconds after
-/// the peer stopped reading.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Turns sent to STT, waiting for their text (a few per call at most).
+type Waiting = Vec<(TurnId, oneshot::Receiver<Result<Transcript, SttError>>)>;
 
 /// How one call ended, for the server's counters.
 #[derive(Debug, Clone)]
@@ -75,37 +72,29 @@ pub(crate) struct CallOutcome {
 }
 
 /// Runs one call to its end. Never panics on peer input; every way out of
-/// the loop goes through the state machine so the end is logged once.
-///
-/// `read` holds bytes already read from the socket (the UUID message,
-/// read early to choose the agent).
+/// the loop goes through the session so the end is logged once.
 pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    mut stream: S,
+    mut leg: Leg<S>,
     peer: SocketAddr,
     mut setup: CallSetup,
     mut phase: watch::Receiver<Phase>,
-    read: Vec<u8>,
 ) -> CallOutcome {
     let epoch = Instant::now();
     let epoch_ms = crate::store::now_ms();
     let mut recording: Option<CallRecording> = None;
     let clock = move || Time::from_micros(epoch.elapsed().as_micros() as u64);
-    let mut call = Call::new(Time::ZERO, setup.call_config, setup.agent);
+    if let Some(rate) = leg.rate() {
+        // The transport says the caller's rate: the greeting is made at it.
+        setup.call_config.default_rate = rate;
+    }
+    let mut session = Session::new(Time::ZERO, setup.call_config, setup.agent);
     if let Some(ears) = setup.ears {
-        call = call.with_ears(ears);
+        session = session.with_ears(ears);
     }
     let transcriber = setup.transcriber;
     let (mut voice, mut replies) = Voice::new(setup.mouth, setup.brain);
-    let mut pending: VecDeque<PendingTurn> = VecDeque::new();
-    // A paused turn already sent to STT, in case it is complete.
-    let mut preview: Option<PendingTurn> = None;
-    let decoder = Decoder::new(setup.max_payload);
-    let mut rbuf: Vec<u8> = Vec::with_capacity(setup.max_payload + HEADER_LEN + 4096);
-    rbuf.extend_from_slice(&read);
-    if !rbuf.is_empty() {
-        feed(&mut call, &decoder, &mut rbuf, Time::ZERO);
-    }
-    let mut wbuf = vec![0u8; MAX_TRANSMIT];
+    let mut waiting: Waiting = Vec::new();
+    leg.start(&mut session, Time::ZERO);
     let mut outcome = None;
     let mut handoff = None;
     let mut durable = None;
@@ -115,26 +104,26 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     loop {
         let now = clock();
         // Events first (a cancel must land before more audio is fed), then
-        // audio into playout, then whatever is due on the socket; repeat
-        // while that produced new events.
+        // whatever is due on the socket; repeat while that produced new
+        // events.
         loop {
             let mut any = false;
-            while let Some(event) = call.poll_event() {
+            while let Some(event) = session.poll_event() {
                 any = true;
                 match event {
-                    Event::Turn(turn) => take_turn(
-                        &mut call,
-                        now,
-                        turn,
-                        &mut preview,
-                        transcriber.as_deref(),
-                        &mut pending,
-                    ),
-                    Event::TurnPreview(turn) => {
-                        preview = submit_turn(call.id(), turn, transcriber.as_deref());
+                    Event::Transcribe { turn, audio } => {
+                        submit_turn(
+                            &mut session,
+                            now,
+                            turn,
+                            audio,
+                            transcriber.as_deref(),
+                            &mut waiting,
+                        );
                     }
-                    Event::Speak { id, text } => voice.speak(id, &text, call.rate()),
-                    Event::Think { id, history } => voice.think(id, history, call.rate()),
+                    Event::ForgetTurn(turn) => waiting.retain(|(id, _)| *id != turn),
+                    Event::Speak { id, text } => voice.speak(&mut session, now, id, &text),
+                    Event::Think { id, history } => voice.think(&mut session, now, id, history),
                     Event::Cancel(id) => voice.cancel(id),
                     Event::Record(r) => {
                         log_record(&r);
@@ -165,85 +154,72 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     }
                 }
             }
-            voice.feed(&mut call, now);
-            while let Some(n) = call.poll_transmit(now, &mut wbuf) {
+            while let Some(frame) = session.poll_transmit(now) {
                 any = true;
-                trace!(bytes = n, "send");
-                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&wbuf[..n])).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        debug!("write failed: {e}");
-                        call.handle_peer_closed(now, !rbuf.is_empty());
-                        break;
-                    }
-                    Err(_) => {
-                        call.abort(now, EndReason::Internal("peer stopped reading".into()));
-                        break;
-                    }
+                if let Err(SendFailed(reason)) = leg.send(frame).await {
+                    session.abort(now, reason);
+                    break;
                 }
             }
             if !any {
                 break;
             }
         }
-        if call.is_closed() {
+        if session.is_closed() {
             break;
         }
 
-        let deadline = call.poll_timeout();
+        let deadline = session.poll_timeout();
         let sleep_until = deadline.map(|t| epoch + t.since_epoch());
-        rbuf.reserve(4096);
+        let wanted = session.wants_speech();
         tokio::select! {
             changed = phase.changed() => {
                 // A closed channel means the server is gone: hang up too.
                 if changed.is_err() || *phase.borrow() == Phase::HangUp {
-                    call.close(clock(), EndReason::Shutdown);
+                    session.close(clock(), EndReason::Shutdown);
                 }
             }
-            read = stream.read_buf(&mut rbuf) => {
+            input = leg.next() => leg.take(input, &mut session, clock()),
+            () = sleep_or_forever(sleep_until) => session.handle_timeout(clock()),
+            (turn, result) = next_transcript(&mut waiting), if !waiting.is_empty() => {
                 let now = clock();
-                match read {
-                    Ok(0) => call.handle_peer_closed(now, !rbuf.is_empty()),
-                    Ok(_) => feed(&mut call, &decoder, &mut rbuf, now),
-                    Err(e) => {
-                        debug!("read failed: {e}");
-                        call.handle_peer_closed(now, !rbuf.is_empty());
-                    }
+                let text = log_transcript(session.turn_info(turn), result, now);
+                session.handle_transcript(now, turn, text);
+            }
+            audio = voice.next_audio(wanted), if wanted.is_some() => {
+                if let Some(id) = wanted {
+                    voice.on_audio(&mut session, clock(), id, audio);
                 }
             }
-            () = sleep_or_forever(sleep_until) => call.handle_timeout(clock()),
-            result = next_transcript(&mut pending), if !pending.is_empty() => {
-                if let Some(turn) = pending.pop_front() {
-                    let now = clock();
-                    let heard = log_transcript(&turn, result, now);
-                    call.handle_transcript(now, heard);
-                }
-            }
-            audio = voice.next_audio(), if voice.wants_audio(&call) => voice.on_audio(audio),
-            Some((id, news)) = replies.recv() => call.handle_reply(clock(), id, news),
+            Some((id, news)) = replies.recv() => session.handle_reply(clock(), id, news),
         }
     }
     // The call is over; its last turns are still worth their text, but
     // the call's end, its slot and whoever waits for it (a Stasis session)
-    // do not wait for them: they are stored when they come.
-    if !pending.is_empty() {
+    // do not wait for them: the session turns them into records when they
+    // come, and they are stored then.
+    if session.awaiting_transcripts() > 0 && !waiting.is_empty() {
         let span = tracing::Span::current();
         tokio::spawn(
             async move {
                 let grace = tokio::time::sleep(TRANSCRIPT_GRACE);
                 tokio::pin!(grace);
-                while !pending.is_empty() {
+                while session.awaiting_transcripts() > 0 && !waiting.is_empty() {
                     tokio::select! {
-                        result = next_transcript(&mut pending) => {
-                            if let Some(turn) = pending.pop_front() {
-                                let heard = log_transcript(&turn, result, clock());
-                                if let Some(l) = &mut late {
-                                    l.record(&heard.text, heard.confidence, turn.speech_start, turn.speech_end);
+                        (turn, result) = next_transcript(&mut waiting) => {
+                            let now = clock();
+                            let text = log_transcript(session.turn_info(turn), result, now);
+                            session.handle_transcript(now, turn, text);
+                            while let Some(event) = session.poll_event() {
+                                if let (Event::Record(Record::Said(s)), Some(l)) = (&event, &mut late)
+                                    && s.speaker == Speaker::Caller
+                                {
+                                    l.record(&s.text, s.confidence, s.start, s.end);
                                 }
                             }
                         }
                         () = &mut grace => {
-                            warn!(turns = pending.len(), "call ended with turns still being transcribed; giving up on them");
+                            warn!(turns = waiting.len(), "call ended with turns still being transcribed; giving up on them");
                             break;
                         }
                     }
@@ -258,15 +234,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     // The end is on disk before the peer sees the socket close; the call's
     // slot does not wait for either (the fsync can take a while on a busy
     // disk). Closing is best effort: the call is over either way.
-    tokio::spawn(
-        async move {
-            if let Some(d) = durable {
-                let _ = tokio::time::timeout(Duration::from_secs(2), d.wait()).await;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
-        }
-        .instrument(tracing::Span::current()),
-    );
+    tokio::spawn(leg.close(durable).instrument(tracing::Span::current()));
     CallOutcome {
         reason: outcome.unwrap_or(EndReason::Internal("call ended without a reason".into())),
         handoff,
@@ -311,159 +279,64 @@ pub(crate) async fn identify<S: AsyncRead + Unpin>(
     }
 }
 
-/// For a media leg that carries a call over another transport (Stasis RTP,
-/// SIP): hands each audio message the driver wrote into `buf` to `audio`
-/// and drops what was used, keeping a partial tail. True when the call is
-/// over: the driver hung up, reported an error, or wrote bytes that are not
-/// AudioSocket.
-pub(crate) fn take_replies(
-    decoder: &Decoder,
-    buf: &mut Vec<u8>,
-    mut audio: impl FnMut(media_core::SampleRate, &[u8]),
-) -> bool {
-    let mut used = 0;
-    let mut over = false;
-    loop {
-        match decoder.decode(&buf[used..]) {
-            Ok((media_core::audiosocket::Message::Audio { rate, pcm }, n)) => {
-                used += n;
-                audio(rate, pcm);
-            }
-            Ok((
-                media_core::audiosocket::Message::Hangup
-                | media_core::audiosocket::Message::Error(_),
-                _,
-            )) => {
-                over = true;
-                break;
-            }
-            Ok((_, n)) => used += n,
-            Err(e) if e.is_incomplete() => break,
-            Err(_) => {
-                over = true;
-                break;
-            }
-        }
-    }
-    buf.drain(..used);
-    over
-}
-
-/// Decodes every whole message in `rbuf` into the call, keeping a partial tail.
-fn feed(call: &mut Call, decoder: &Decoder, rbuf: &mut Vec<u8>, now: Time) {
-    let mut used = 0;
-    while !call.is_closed() {
-        match decoder.decode(&rbuf[used..]) {
-            Ok((message, n)) => {
-                call.handle_message(now, message);
-                used += n;
-            }
-            Err(e) if e.is_incomplete() => break,
-            Err(e) => {
-                warn!("closing call: {e}");
-                call.handle_protocol_error(now, e);
-                break;
-            }
-        }
-    }
-    rbuf.drain(..used);
-}
-
-/// Hands a finished turn to STT (never blocks; a refusal is logged).
+/// Hands a caller turn to STT (never blocks). A turn that cannot be
+/// transcribed is reported to the session at once, with no words.
 fn submit_turn(
-    call: Option<CallId>,
-    turn: Turn,
+    session: &mut Session,
+    now: Time,
+    turn: TurnId,
+    audio: Turn,
     transcriber: Option<&dyn Transcriber>,
-) -> Option<PendingTurn> {
-    let (Some(call), Some(stt)) = (call, transcriber) else {
-        debug!(
-            audio_ms = turn.duration().as_millis() as u64,
-            "caller turn (no transcriber)"
-        );
-        return None;
+    waiting: &mut Waiting,
+) {
+    let audio_ms = audio.duration().as_millis() as u64;
+    let (Some(call), Some(stt)) = (session.id(), transcriber) else {
+        debug!(audio_ms, "caller turn (no transcriber)");
+        session.handle_transcript(now, turn, None);
+        return;
     };
     let (tx, rx) = oneshot::channel();
-    let waiting = PendingTurn {
-        speech_start: turn.speech_start,
-        speech_end: turn.speech_end,
-        decided_at: turn.decided_at,
-        audio: turn.duration(),
-        reason: turn.reason,
-        rx,
-    };
     match stt.submit(SttRequest {
         call,
-        turn,
+        turn: audio,
         reply: tx,
     }) {
-        Ok(()) => Some(waiting),
+        Ok(()) => waiting.push((turn, rx)),
         Err(e) => {
-            warn!(
-                audio_ms = waiting.audio.as_millis() as u64,
-                "caller turn not transcribed: {e}"
-            );
-            None
+            warn!(audio_ms, "caller turn not transcribed: {e}");
+            session.handle_transcript(now, turn, None);
         }
     }
 }
 
-/// A finished turn: its transcript is already on the way if the preview
-/// was of the same speech, else it goes to STT now. Every turn gets one
-/// report to the call, empty when it could not be transcribed.
-fn take_turn(
-    call: &mut Call,
+/// Waits for whichever turn's transcript comes first.
+async fn next_transcript(waiting: &mut Waiting) -> (TurnId, Result<Transcript, SttError>) {
+    std::future::poll_fn(|cx| {
+        for i in 0..waiting.len() {
+            if let Poll::Ready(result) = Pin::new(&mut waiting[i].1).poll(cx) {
+                let (turn, _) = waiting.swap_remove(i);
+                return Poll::Ready((turn, result.unwrap_or(Err(SttError::Stopped))));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Logs one caller turn with its timings; returns what the session hears.
+fn log_transcript(
+    turn: Option<TurnInfo>,
+    result: Result<Transcript, SttError>,
     now: Time,
-    turn: Turn,
-    preview: &mut Option<PendingTurn>,
-    transcriber: Option<&dyn Transcriber>,
-    pending: &mut VecDeque<PendingTurn>,
-) {
-    let same = preview
-        .as_ref()
-        .is_some_and(|p| p.speech_start == turn.speech_start && p.speech_end == turn.speech_end);
-    let unheard = Heard {
-        text: String::new(),
-        confidence: 0.0,
-        speech_start: turn.speech_start,
-        speech_end: turn.speech_end,
-        decided_at: turn.decided_at,
-    };
-    let waiting = match preview.take() {
-        Some(mut p) if same => {
-            trace!("the preview was the whole turn");
-            p.decided_at = turn.decided_at;
-            p.reason = turn.reason;
-            Some(p)
-        }
-        _ => submit_turn(call.id(), turn, transcriber),
-    };
-    match waiting {
-        Some(w) => pending.push_back(w),
-        None => call.handle_transcript(now, unheard),
-    }
-}
-
-/// Waits for the oldest pending turn's transcript.
-async fn next_transcript(pending: &mut VecDeque<PendingTurn>) -> Result<Transcript, SttError> {
-    match pending.front_mut() {
-        Some(p) => (&mut p.rx).await.unwrap_or(Err(SttError::Stopped)),
-        None => std::future::pending().await,
-    }
-}
-
-/// Logs one caller turn with its timings; returns what the agent hears.
-fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now: Time) -> Heard {
+) -> Option<Transcribed> {
     let ms = |d: Duration| d.as_millis() as u64;
-    let speech_ms = ms(turn.speech_end - turn.speech_start);
-    let endpoint_ms = ms(turn.decided_at - turn.speech_end);
-    let turn_end_to_text_ms = ms(now - turn.speech_end);
-    let mut heard = Heard {
-        text: String::new(),
-        confidence: 0.0,
-        speech_start: turn.speech_start,
-        speech_end: turn.speech_end,
-        decided_at: turn.decided_at,
+    let Some(turn) = turn else {
+        // A turn nobody waits for (the session ignores it too).
+        return None;
     };
+    let speech_ms = ms(turn.speech_end - turn.speech_start);
+    let endpoint_ms = ms(turn.decided_at.saturating_since(turn.speech_end));
+    let turn_end_to_text_ms = ms(now.saturating_since(turn.speech_end));
     match result {
         Ok(t) => {
             // What a caller said is theirs: in clear only at debug level,
@@ -491,17 +364,20 @@ fn log_transcript(turn: &PendingTurn, result: Result<Transcript, SttError>, now:
             } else {
                 caller_turn!(info, chars = t.text.chars().count(),);
             }
-            heard.text = t.text;
-            heard.confidence = t.confidence;
+            Some(Transcribed {
+                text: t.text,
+                confidence: t.confidence,
+            })
         }
-        Err(SttError::NoSpeech) => debug!(speech_ms, "turn had no words"),
-        Err(e) => warn!(
-            speech_ms,
-            audio_ms = ms(turn.audio),
-            "caller turn lost: {e}"
-        ),
+        Err(SttError::NoSpeech) => {
+            debug!(speech_ms, "turn had no words");
+            None
+        }
+        Err(e) => {
+            warn!(speech_ms, "caller turn lost: {e}");
+            None
+        }
     }
-    heard
 }
 
 /// Logs what the call leaves for the control plane.
@@ -600,3 +476,10 @@ fn log_event(event: Event) -> Option<EndReason> {
     }
     None
 }
+
+mod leg;
+#[cfg(test)]
+mod tests;
+
+use leg::SendFailed;
+pub(crate) use leg::{Leg, RtpLeg, SocketLeg};
