@@ -64,6 +64,39 @@ pub fn environment(library: &Path) -> Result<Environment, OnnxError> {
         .clone()
 }
 
+/// Loads `model` `sessions` times (at least once), each with `threads`
+/// intra-op threads: for a pool, or for inference threads that own one each.
+pub(crate) fn load_sessions(
+    library: &Path,
+    model: &Path,
+    sessions: usize,
+    threads: usize,
+) -> Result<Vec<Session>, OnnxError> {
+    let env = environment(library)?;
+    let fail = |reason: String| OnnxError::Model {
+        path: model.to_path_buf(),
+        reason,
+    };
+    if !model.exists() {
+        return Err(fail("no such file (run models/fetch.py)".into()));
+    }
+    let mut out = Vec::with_capacity(sessions.max(1));
+    for _ in 0..sessions.max(1) {
+        let session = Session::builder(&env)
+            .map_err(|e| fail(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| fail(e.to_string()))?
+            .with_intra_threads(threads.max(1))
+            .map_err(|e| fail(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| fail(e.to_string()))?
+            .commit_from_file(model)
+            .map_err(|e| fail(e.to_string()))?;
+        out.push(session);
+    }
+    Ok(out)
+}
+
 /// A model loaded as a few ONNX Runtime sessions shared by all calls.
 ///
 /// `Session::run` needs exclusive access, so each session has its own
@@ -92,28 +125,10 @@ impl SessionPool {
         sessions: usize,
         threads: usize,
     ) -> Result<Self, OnnxError> {
-        let env = environment(library)?;
-        let fail = |reason: String| OnnxError::Model {
-            path: model.to_path_buf(),
-            reason,
-        };
-        if !model.exists() {
-            return Err(fail("no such file (run models/fetch.py)".into()));
-        }
-        let mut pool = Vec::with_capacity(sessions.max(1));
-        for _ in 0..sessions.max(1) {
-            let session = Session::builder(&env)
-                .map_err(|e| fail(e.to_string()))?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| fail(e.to_string()))?
-                .with_intra_threads(threads.max(1))
-                .map_err(|e| fail(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| fail(e.to_string()))?
-                .commit_from_file(model)
-                .map_err(|e| fail(e.to_string()))?;
-            pool.push(Mutex::new(session));
-        }
+        let pool = load_sessions(library, model, sessions, threads)?
+            .into_iter()
+            .map(Mutex::new)
+            .collect();
         Ok(Self {
             path: model.to_path_buf(),
             sessions: pool,

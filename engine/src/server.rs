@@ -772,6 +772,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         call_config: config.call.clone(),
         agent: spec.build(),
         ears: speech.and_then(|s| s.ears(spec)),
+        vad: speech.and_then(|s| s.vad_threads(spec)),
         transcriber: speech.and_then(|s| s.transcriber_for(spec)),
         mouth: speech.and_then(|s| s.mouth(spec)),
         brain: agent.brain.clone(),

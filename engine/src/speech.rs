@@ -18,7 +18,7 @@ use crate::stt::{HttpTranscriber, Transcriber, WhisperConfig, WhisperTranscriber
 use crate::tts::{
     HttpSynthesizer, PiperSynthesizer, PiperVoice, PromptCache, Synthesizer, TtsError,
 };
-use crate::vad::SileroModel;
+use crate::vad::{VadThreads, silero_shape};
 
 /// Why the speech resources could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,8 @@ const PROMPT_RATES: [SampleRate; 2] = [SampleRate::HZ_8000, SampleRate::HZ_16000
 /// Shared by every call that listens.
 #[derive(Debug)]
 pub struct Speech {
-    silero: Option<Arc<SileroModel>>,
+    /// Silero on its inference threads, when some agent uses it.
+    silero: Option<Arc<VadThreads>>,
     transcriber: Option<Arc<dyn Transcriber>>,
     /// Transcribers of voice agents with their own model or language, by
     /// agent name (agents with the same settings share one).
@@ -94,7 +95,7 @@ impl Speech {
             .iter()
             .any(|a| matches!(a.ears(), Some((VadKind::Silero, _))));
         let silero = if needs_silero {
-            Some(SileroModel::load(
+            Some(VadThreads::start(
                 &s.onnxruntime,
                 &s.silero_model(),
                 s.vad_sessions,
@@ -287,22 +288,31 @@ impl Speech {
         })
     }
 
-    /// Turn detection for a call of `agent`, if it listens.
+    /// Turn detection for a call of `agent`, if it listens. With Silero,
+    /// the endpointer hands its windows out to the VAD threads (see
+    /// [`vad_threads`](Self::vad_threads)).
     pub fn ears(&self, agent: &AgentSpec) -> Option<Ears> {
         let (vad, endpoint) = agent.ears()?;
         match (vad, &self.silero) {
-            (VadKind::Silero, Some(model)) => {
-                let model = Arc::clone(model);
-                Some(Ears(Box::new(move |rate| {
-                    Endpointer::new(endpoint, Box::new(model.detector(rate)))
-                })))
-            }
+            (VadKind::Silero, Some(_)) => Some(Ears(Box::new(move |rate| {
+                let (rate, window) = silero_shape(rate);
+                Endpointer::scored_elsewhere(endpoint, rate, window)
+            }))),
             _ => Some(Ears(Box::new(move |rate| {
                 Endpointer::new(
                     endpoint,
                     Box::new(EnergyVad::new(rate, EnergyVadConfig::default())),
                 )
             }))),
+        }
+    }
+
+    /// The VAD threads a call of `agent` scores its windows on, if it
+    /// listens with Silero.
+    pub fn vad_threads(&self, agent: &AgentSpec) -> Option<Arc<VadThreads>> {
+        match agent.ears()? {
+            (VadKind::Silero, _) => self.silero.clone(),
+            _ => None,
         }
     }
 }

@@ -187,6 +187,16 @@ pub enum Event {
     /// The caller went on after this preview: its text is not wanted
     /// (drop the request; a late report is ignored).
     ForgetTurn(TurnId),
+    /// Score this window of the caller's audio with the VAD (with an
+    /// endpointer whose VAD runs elsewhere) and report its speech
+    /// probability with [`Session::handle_score`](crate::Session::handle_score),
+    /// in the order the windows came.
+    Score {
+        /// The window's rate.
+        rate: SampleRate,
+        /// The window.
+        window: Vec<i16>,
+    },
     /// The agent wants this said: synthesize it and hand each piece to
     /// [`Session::handle_speech`](crate::Session::handle_speech), then
     /// call [`Session::handle_speech_done`](crate::Session::handle_speech_done).
@@ -226,6 +236,8 @@ pub(crate) enum Out {
     Turn(Turn),
     /// A paused turn that may be the whole turn.
     Preview(Turn),
+    /// A window for the VAD that runs elsewhere.
+    Score(SampleRate, Vec<i16>),
 }
 
 /// A frame or the hangup, for the transport to send now.
@@ -272,6 +284,9 @@ pub(crate) struct Call {
     endpointer: Option<Endpointer>,
     /// Builds the endpointer once the caller's rate is known.
     ears: Option<Ears>,
+    /// Scores still to come for windows of an endpointer since replaced
+    /// (they come first, in order, and are dropped).
+    stale_scores: usize,
     playout: Playout,
     /// Reused for inbound PCM -> samples.
     scratch: Vec<i16>,
@@ -300,6 +315,7 @@ impl Call {
             agent,
             endpointer: None,
             ears: None,
+            stale_scores: 0,
             playout,
             scratch: Vec::with_capacity(MAX_TRANSMIT / 2),
             frame_out: vec![0; MAX_TRANSMIT / 2],
@@ -417,6 +433,7 @@ impl Call {
             }
             if self.ears.is_some() {
                 if let Some(e) = self.endpointer.as_mut() {
+                    self.stale_scores += e.scores_awaited();
                     e.finish(now);
                 }
                 self.drain_endpointer();
@@ -433,6 +450,30 @@ impl Call {
             if let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice) {
                 self.agent.handle_voice(now, voice, &mut self.playout);
             }
+        }
+        self.drain_agent();
+    }
+
+    /// The speech probability of the oldest window the VAD elsewhere was
+    /// given (`None`: it failed on it).
+    pub(crate) fn handle_score(&mut self, now: Time, p: Option<f32>) {
+        self.last_now = self.last_now.max(now);
+        if self.stale_scores > 0 {
+            self.stale_scores -= 1;
+            return;
+        }
+        if matches!(self.state, State::SendHangup | State::Closed) {
+            return;
+        }
+        let Some(e) = self.endpointer.as_mut() else {
+            return;
+        };
+        e.handle_score(p);
+        self.drain_endpointer();
+        if self.state == State::Active
+            && let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice)
+        {
+            self.agent.handle_voice(now, voice, &mut self.playout);
         }
         self.drain_agent();
     }
@@ -686,6 +727,7 @@ impl Call {
                     Out::Turn(turn)
                 }
                 EndpointEvent::Preview(turn) => Out::Preview(turn),
+                EndpointEvent::Score { rate, samples } => Out::Score(rate, samples),
             });
         }
     }

@@ -137,6 +137,33 @@ pub enum EndpointEvent {
     /// complete. If the turn then ends with the same `speech_start` and
     /// `speech_end`, its audio is this audio (plus trailing silence).
     Preview(Turn),
+    /// A window for a VAD that runs elsewhere (an endpointer made with
+    /// [`Endpointer::scored_elsewhere`]): score it and report the speech
+    /// probability with [`Endpointer::handle_score`], in order.
+    Score {
+        /// The window's rate (the VAD's).
+        rate: SampleRate,
+        /// The window.
+        samples: Vec<i16>,
+    },
+}
+
+/// Where a window's speech probability comes from.
+enum Scoring {
+    /// A VAD called in place (the energy VAD; tools and tests).
+    Inline(Box<dyn Vad>),
+    /// A VAD on inference threads: windows wait here, in order, with the
+    /// time they came, until their scores come back.
+    Elsewhere(VecDeque<(Time, Vec<i16>)>),
+}
+
+impl std::fmt::Debug for Scoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scoring::Inline(v) => f.debug_tuple("Inline").field(v).finish(),
+            Scoring::Elsewhere(q) => f.debug_tuple("Elsewhere").field(&q.len()).finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +206,7 @@ pub struct Voice {
 #[derive(Debug)]
 pub struct Endpointer {
     config: EndpointConfig,
-    vad: Box<dyn Vad>,
+    scoring: Scoring,
     rate: SampleRate,
     window: usize,
     window_len: Duration,
@@ -253,10 +280,24 @@ fn pause_anchor(last_voiced_at: Time, last_loud_at: Option<Time>) -> Time {
 }
 
 impl Endpointer {
-    /// An endpointer over `vad`.
+    /// An endpointer over `vad`, called in place for each window.
     pub fn new(config: EndpointConfig, vad: Box<dyn Vad>) -> Self {
-        let rate = vad.rate();
-        let window = vad.window_samples().max(1);
+        let (rate, window) = (vad.rate(), vad.window_samples());
+        Self::with(config, rate, window, Scoring::Inline(vad))
+    }
+
+    /// An endpointer whose VAD runs elsewhere (on inference threads, off
+    /// the driver's): each window of `window` samples at `rate` comes out
+    /// as [`EndpointEvent::Score`], and its probability goes back in with
+    /// [`handle_score`](Self::handle_score). Decisions are the same as with
+    /// the VAD in place: each window is judged at the time it came, and
+    /// pauses wait for the scores of the windows before them.
+    pub fn scored_elsewhere(config: EndpointConfig, rate: SampleRate, window: usize) -> Self {
+        Self::with(config, rate, window, Scoring::Elsewhere(VecDeque::new()))
+    }
+
+    fn with(config: EndpointConfig, rate: SampleRate, window: usize, scoring: Scoring) -> Self {
+        let window = window.max(1);
         // Room for the pre-roll plus the longest possible candidate phase.
         let candidate_max = config.min_speech.as_secs_f64()
             / rate.duration_of(window).as_secs_f64()
@@ -269,7 +310,7 @@ impl Endpointer {
             rate,
             window,
             window_len: rate.duration_of(window),
-            vad,
+            scoring,
             pending: Vec::with_capacity(window),
             history: VecDeque::with_capacity(history_cap),
             history_cap,
@@ -345,6 +386,9 @@ impl Endpointer {
 
     /// Wake-up at or after [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Time) {
+        if self.awaiting_scores() {
+            return;
+        }
         match self.state {
             State::Speaking {
                 last_voiced_at,
@@ -376,6 +420,10 @@ impl Endpointer {
     /// When [`handle_timeout`](Self::handle_timeout) has work.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
+        if self.awaiting_scores() {
+            // The next decision waits for the windows before it.
+            return None;
+        }
         match self.state {
             State::Silence => None,
             State::Candidate { last_voiced_at, .. } => Some(last_voiced_at + CANDIDATE_GAP),
@@ -400,8 +448,12 @@ impl Endpointer {
             .then(|| pause_anchor(last_voiced_at, last_loud_at) + p)
     }
 
-    /// The call is over: a turn in progress ends now (nothing is lost).
+    /// The call is over: a turn in progress ends now (nothing is lost;
+    /// windows still being scored are not waited for).
     pub fn finish(&mut self, now: Time) {
+        if let Scoring::Elsewhere(q) = &mut self.scoring {
+            q.clear();
+        }
         if self.is_speaking() {
             self.end_turn(now, TurnEnd::Finished);
         }
@@ -429,16 +481,60 @@ impl Endpointer {
         }
     }
 
+    /// Windows handed out for scoring whose scores have not come back.
+    pub fn awaiting_scores(&self) -> bool {
+        self.scores_awaited() > 0
+    }
+
+    /// How many windows wait for their scores.
+    pub fn scores_awaited(&self) -> usize {
+        match &self.scoring {
+            Scoring::Elsewhere(q) => q.len(),
+            Scoring::Inline(_) => 0,
+        }
+    }
+
+    /// The score of the oldest window handed out with
+    /// [`EndpointEvent::Score`]: its speech probability, or `None` when the
+    /// VAD failed on it (scored as silence).
+    pub fn handle_score(&mut self, p: Option<f32>) {
+        let Scoring::Elsewhere(q) = &mut self.scoring else {
+            return;
+        };
+        let Some((at, window)) = q.pop_front() else {
+            return;
+        };
+        let p = p.unwrap_or_else(|| {
+            self.vad_errors += 1;
+            0.0
+        });
+        self.on_scored(at, &window, p.clamp(0.0, 1.0));
+    }
+
     fn on_window(&mut self, now: Time, window: &[i16]) {
-        let start_pos = self.pos;
-        self.pos += window.len() as u64;
-        let p = match self.vad.probability(window) {
-            Ok(p) => p,
-            Err(_) => {
-                self.vad_errors += 1;
-                0.0
+        let p = match &mut self.scoring {
+            Scoring::Inline(vad) => match vad.probability(window) {
+                Ok(p) => p,
+                Err(_) => {
+                    self.vad_errors += 1;
+                    0.0
+                }
+            },
+            Scoring::Elsewhere(q) => {
+                q.push_back((now, window.to_vec()));
+                self.events.push_back(EndpointEvent::Score {
+                    rate: self.rate,
+                    samples: window.to_vec(),
+                });
+                return;
             }
         };
+        self.on_scored(now, window, p);
+    }
+
+    fn on_scored(&mut self, now: Time, window: &[i16], p: f32) {
+        let start_pos = self.pos;
+        self.pos += window.len() as u64;
         self.last_probability = p;
         let window_start = Time::from_micros(
             now.as_micros()
@@ -767,6 +863,96 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Events of an endpointer whose VAD runs elsewhere: each window's
+    /// score comes back `lag` after the window (while the next frames keep
+    /// coming), from the same script.
+    fn run_elsewhere(probs: &[f32], config: EndpointConfig, lag: u64) -> Vec<EndpointEvent> {
+        let mut e = Endpointer::scored_elsewhere(config, SampleRate::HZ_8000, 256);
+        let mut vad = Scripted {
+            probs: probs.to_vec(),
+            next: 0,
+        };
+        let mut due: VecDeque<(u64, Vec<i16>)> = VecDeque::new();
+        let mut events = Vec::new();
+        let mut t = 0u64;
+        let end = 32_000 * probs.len() as u64 + 3_000_000;
+        let mut next_window = 32_000;
+        while t <= end {
+            // The next thing: a window, a score, or the endpointer's timer.
+            let timer = e.poll_timeout().map(|d| d.as_micros());
+            let score = due.front().map(|d| d.0);
+            let window = (next_window <= 32_000 * probs.len() as u64).then_some(next_window);
+            let Some(at) = [timer, score, window].into_iter().flatten().min() else {
+                break;
+            };
+            t = at;
+            let now = Time::from_micros(t);
+            if score == Some(t) {
+                let (_, w) = due.pop_front().expect("due");
+                e.handle_score(vad.probability(&w).ok());
+            } else if window == Some(t) {
+                let i = (t / 32_000 - 1) as i16;
+                e.handle_audio(now, Frame::new(SampleRate::HZ_8000, &[i; 256]));
+                next_window += 32_000;
+            } else {
+                e.handle_timeout(now);
+            }
+            while let Some(ev) = e.poll_event() {
+                match ev {
+                    EndpointEvent::Score { samples, .. } => due.push_back((t + lag, samples)),
+                    other => events.push(other),
+                }
+            }
+        }
+        e.finish(Time::from_micros(end));
+        while let Some(ev) = e.poll_event() {
+            events.push(ev);
+        }
+        events
+    }
+
+    #[test]
+    fn a_vad_elsewhere_gives_the_turns_of_the_vad_in_place() {
+        // Speech, a pause shorter than the hangover, speech, a long pause,
+        // a blip, speech to the end.
+        let mut probs = vec![0.0; 5];
+        probs.extend([0.9; 20]);
+        probs.extend([0.1; 6]);
+        probs.extend([0.9; 15]);
+        probs.extend([0.0; 30]);
+        probs.extend([0.9; 2]);
+        probs.extend([0.0; 20]);
+        probs.extend([0.9; 12]);
+        let config = EndpointConfig::default();
+        let inline = run(&probs, config);
+        let turns = |ev: &[EndpointEvent]| -> Vec<(Time, Time, TurnEnd, Vec<i16>)> {
+            ev.iter()
+                .filter_map(|e| match e {
+                    EndpointEvent::TurnEnded(t) => {
+                        Some((t.speech_start, t.speech_end, t.reason, t.samples.clone()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(turns(&inline).len(), 2, "the blip is no turn");
+        // Scores a moment late, or more than a window late: the same turns.
+        for lag in [300, 20_000, 45_000] {
+            let elsewhere = run_elsewhere(&probs, config, lag);
+            assert!(
+                turns(&elsewhere) == turns(&inline),
+                "lag {lag} us: other turns"
+            );
+            let starts = |ev: &[EndpointEvent]| {
+                ev.iter()
+                    .filter(|e| matches!(e, EndpointEvent::SpeechStarted { .. }))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(starts(&elsewhere), starts(&inline), "lag {lag} us");
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::server::Phase;
 use crate::speaking::{Brain, Voice};
 use crate::speech::Mouth;
 use crate::stt::{SttError, SttRequest, Transcriber, Transcript};
+use crate::vad::{Listening, Scored, VadThreads};
 
 /// After the call ends, how long its last turns may take to transcribe.
 const TRANSCRIPT_GRACE: Duration = Duration::from_secs(60);
@@ -50,6 +51,8 @@ pub(crate) struct CallSetup {
     pub(crate) agent: Box<dyn Agent>,
     /// Turn detection, for listening agents.
     pub(crate) ears: Option<Ears>,
+    /// Where the endpointer's windows are scored (Silero), if elsewhere.
+    pub(crate) vad: Option<Arc<VadThreads>>,
     /// Where turns go, for listening agents.
     pub(crate) transcriber: Option<Arc<dyn Transcriber>>,
     /// How the agent speaks, for speaking agents.
@@ -92,6 +95,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         session = session.with_ears(ears);
     }
     let transcriber = setup.transcriber;
+    let mut listening = setup.vad.map(Listening::new);
     let (mut voice, mut replies) = Voice::new(setup.mouth, setup.brain);
     let mut waiting: Waiting = Vec::new();
     leg.start(&mut session, Time::ZERO);
@@ -122,6 +126,11 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         );
                     }
                     Event::ForgetTurn(turn) => waiting.retain(|(id, _)| *id != turn),
+                    Event::Score { rate, window } => match listening.as_mut() {
+                        Some(l) => l.submit(&mut session, now, rate, window),
+                        // An endpointer scoring elsewhere needs the threads.
+                        None => session.handle_score(now, None),
+                    },
                     Event::Speak { id, text } => voice.speak(&mut session, now, id, &text),
                     Event::Think { id, history } => voice.think(&mut session, now, id, history),
                     Event::Cancel(id) => voice.cancel(id),
@@ -181,6 +190,11 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
             input = leg.next() => leg.take(input, &mut session, clock()),
             () = sleep_or_forever(sleep_until) => session.handle_timeout(clock()),
+            Some(scored) = next_score(&mut listening), if listening.as_ref().is_some_and(Listening::waiting) => {
+                if let Some(l) = listening.as_mut() {
+                    l.take(&mut session, clock(), scored);
+                }
+            }
             (turn, result) = next_transcript(&mut waiting), if !waiting.is_empty() => {
                 let now = clock();
                 let text = log_transcript(session.turn_info(turn), result, now);
@@ -306,6 +320,14 @@ fn submit_turn(
             warn!(audio_ms, "caller turn not transcribed: {e}");
             session.handle_transcript(now, turn, None);
         }
+    }
+}
+
+/// Waits for the score of the window out (pending forever without one).
+async fn next_score(listening: &mut Option<Listening>) -> Option<Scored> {
+    match listening {
+        Some(l) => l.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -129,6 +129,7 @@ fn setup(stt: Arc<ThreadStt>) -> CallSetup {
             ..ConversationConfig::default()
         })),
         ears: Some(ears),
+        vad: None,
         transcriber: Some(stt),
         mouth: Some(Mouth {
             synth: Arc::new(WordVoice),

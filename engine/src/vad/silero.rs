@@ -39,20 +39,52 @@ impl SileroModel {
     }
 
     /// A detector for one call at `rate` (8 or 16 kHz; anything else is
-    /// resampled by the endpointer to the nearer of the two).
+    /// resampled by the endpointer to the nearer of the two), scoring in
+    /// place on the model's sessions (tools, benches; calls use
+    /// [`VadThreads`](super::VadThreads)).
     pub fn detector(self: &Arc<Self>, rate: SampleRate) -> SileroVad {
-        let rate = if rate.hz() >= 16_000 {
-            SampleRate::HZ_16000
-        } else {
-            SampleRate::HZ_8000
-        };
-        let (window, context) = if rate == SampleRate::HZ_16000 {
-            (512, 64)
-        } else {
-            (256, 32)
-        };
         SileroVad {
             model: Arc::clone(self),
+            state: SileroState::new(rate),
+        }
+    }
+}
+
+/// The rate and window Silero runs at for a caller at `rate`: 16 kHz and
+/// 512 samples from 16 kHz up, else 8 kHz and 256.
+pub fn silero_shape(rate: SampleRate) -> (SampleRate, usize) {
+    if rate.hz() >= 16_000 {
+        (SampleRate::HZ_16000, 512)
+    } else {
+        (SampleRate::HZ_8000, 256)
+    }
+}
+
+/// One call's Silero state: the recurrent state and the context, which
+/// travel with each window to whichever session scores it.
+pub struct SileroState {
+    rate: SampleRate,
+    window: usize,
+    context: usize,
+    /// context ++ window, as f32 in -1..1.
+    input: Vec<f32>,
+    state: Vec<f32>,
+}
+
+impl std::fmt::Debug for SileroState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SileroState")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SileroState {
+    /// Fresh state for a caller at `rate`.
+    pub fn new(rate: SampleRate) -> Self {
+        let (rate, window) = silero_shape(rate);
+        let context = if rate == SampleRate::HZ_16000 { 64 } else { 32 };
+        Self {
             rate,
             window,
             context,
@@ -61,9 +93,37 @@ impl SileroModel {
         }
     }
 
-    /// Runs one window on a free session.
-    fn infer(&self, input: &[f32], state: &mut [f32], sr: i64) -> Result<f32, String> {
-        self.pool.with(|s| run(s, input, state, sr))
+    /// The rate it scores at.
+    pub fn rate(&self) -> SampleRate {
+        self.rate
+    }
+
+    /// The speech probability of `window` (the next window of this
+    /// call's audio), run on `session`.
+    pub(crate) fn score(&mut self, session: &mut Session, window: &[i16]) -> Result<f32, VadError> {
+        media_core::check_window(self.window, window)?;
+        // Slide: the tail of the last input becomes this window's context.
+        self.input.copy_within(self.window.., 0);
+        for (dst, &s) in self.input[self.context..].iter_mut().zip(window) {
+            *dst = f32::from(s) / 32_768.0;
+        }
+        match run(
+            session,
+            &self.input,
+            &mut self.state,
+            i64::from(self.rate.hz()),
+        ) {
+            Ok(p) => Ok(p.clamp(0.0, 1.0)),
+            Err(reason) => {
+                tracing::warn!(%reason, "Silero VAD inference failed");
+                Err(VadError::Inference)
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.input.fill(0.0);
+        self.state.fill(0.0);
     }
 }
 
@@ -93,55 +153,36 @@ fn run(session: &mut Session, input: &[f32], state: &mut [f32], sr: i64) -> Resu
     p.first().copied().ok_or_else(|| "empty output".to_string())
 }
 
-/// One call's Silero detector: its recurrent state and context.
+/// One call's Silero detector scoring in place, on a free session of the
+/// model's pool.
 pub struct SileroVad {
     model: Arc<SileroModel>,
-    rate: SampleRate,
-    window: usize,
-    context: usize,
-    /// context ++ window, as f32 in -1..1.
-    input: Vec<f32>,
-    state: Vec<f32>,
+    state: SileroState,
 }
 
 impl std::fmt::Debug for SileroVad {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SileroVad")
-            .field("rate", &self.rate)
+            .field("rate", &self.state.rate)
             .finish_non_exhaustive()
     }
 }
 
 impl Vad for SileroVad {
     fn rate(&self) -> SampleRate {
-        self.rate
+        self.state.rate
     }
 
     fn window_samples(&self) -> usize {
-        self.window
+        self.state.window
     }
 
     fn probability(&mut self, window: &[i16]) -> Result<f32, VadError> {
-        media_core::check_window(self.window, window)?;
-        // Slide: the tail of the last input becomes this window's context.
-        self.input.copy_within(self.window.., 0);
-        for (dst, &s) in self.input[self.context..].iter_mut().zip(window) {
-            *dst = f32::from(s) / 32_768.0;
-        }
-        match self
-            .model
-            .infer(&self.input, &mut self.state, i64::from(self.rate.hz()))
-        {
-            Ok(p) => Ok(p.clamp(0.0, 1.0)),
-            Err(reason) => {
-                tracing::warn!(%reason, "Silero VAD inference failed");
-                Err(VadError::Inference)
-            }
-        }
+        let state = &mut self.state;
+        self.model.pool.with(|s| state.score(s, window))
     }
 
     fn reset(&mut self) {
-        self.input.fill(0.0);
-        self.state.fill(0.0);
+        self.state.reset();
     }
 }

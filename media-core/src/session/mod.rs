@@ -12,6 +12,7 @@
 //!    [`handle_peer_closed`](Session::handle_peer_closed), or an AudioSocket
 //!    message with [`handle_message`](Session::handle_message).
 //! 2. Feed the results of the work it asked for:
+//!    [`handle_score`](Session::handle_score) for [`Event::Score`],
 //!    [`handle_transcript`](Session::handle_transcript) for
 //!    [`Event::Transcribe`], [`handle_reply`](Session::handle_reply) for
 //!    [`Event::Think`], [`handle_speech`](Session::handle_speech) and
@@ -176,6 +177,13 @@ impl Session {
 
     // ---- results of the work the session asked for ----
 
+    /// The VAD's speech probability for the oldest window of
+    /// [`Event::Score`] not yet reported (`None`: it failed on it).
+    pub fn handle_score(&mut self, now: Time, p: Option<f32>) {
+        self.call.handle_score(now, p);
+        self.settle(now);
+    }
+
     /// STT's text for `turn` (`None`: it had no words, or was lost). Texts
     /// reach the agent in the order the caller spoke, whatever order they
     /// come in. After the call's end, a turn's text becomes a record.
@@ -292,6 +300,7 @@ impl Session {
                     }
                     self.events.push_back(Event::Transcribe { turn, audio });
                 }
+                Out::Score(rate, window) => self.events.push_back(Event::Score { rate, window }),
                 Out::Turn(audio) => match self.hearing.take(&audio) {
                     Taken::Preview => {}
                     Taken::New(turn, old) => {
