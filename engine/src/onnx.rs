@@ -8,7 +8,7 @@
 //! the same environment (or the same error).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, TryLockError};
 
 use ort::environment::Environment;
@@ -106,6 +106,8 @@ pub(crate) struct SessionPool {
     path: PathBuf,
     sessions: Vec<Mutex<Session>>,
     next: AtomicUsize,
+    /// Times a caller found every session busy and waited for a lock.
+    waits: AtomicU64,
 }
 
 impl std::fmt::Debug for SessionPool {
@@ -133,7 +135,13 @@ impl SessionPool {
             path: model.to_path_buf(),
             sessions: pool,
             next: AtomicUsize::new(0),
+            waits: AtomicU64::new(0),
         })
+    }
+
+    /// Times a caller waited for a session's lock (all were busy).
+    pub(crate) fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a free session (waiting for one if all are busy).
@@ -148,6 +156,7 @@ impl SessionPool {
                 Err(TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
             }
         }
+        self.waits.fetch_add(1, Ordering::Relaxed);
         let mut s = self.sessions[start % n]
             .lock()
             .unwrap_or_else(|p| p.into_inner());

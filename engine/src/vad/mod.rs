@@ -12,5 +12,4 @@ mod silero;
 mod threads;
 
 pub use silero::{SileroModel, SileroState, SileroVad, silero_shape};
-pub use threads::VadThreads;
-pub(crate) use threads::{Listening, Scored};
+pub use threads::{Listening, Scored, VadThreads};

@@ -38,6 +38,12 @@ impl SileroModel {
         }))
     }
 
+    /// Times a detector found every session busy and waited for a lock
+    /// (on whatever thread it ran: a tokio worker, in a call's task).
+    pub fn lock_waits(&self) -> u64 {
+        self.pool.waits()
+    }
+
     /// A detector for one call at `rate` (8 or 16 kHz; anything else is
     /// resampled by the endpointer to the nearer of the two), scoring in
     /// place on the model's sessions (tools, benches; calls use

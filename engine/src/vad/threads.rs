@@ -34,7 +34,8 @@ struct Job {
 }
 
 /// A window's score, with the call's state coming home.
-pub(crate) struct Scored {
+#[derive(Debug)]
+pub struct Scored {
     state: Box<SileroState>,
     p: Option<f32>,
 }
@@ -107,7 +108,8 @@ impl VadThreads {
 
 /// One call's side of the VAD threads: its Silero state (at home, or out
 /// with the window being scored) and the windows waiting behind it.
-pub(crate) struct Listening {
+#[derive(Debug)]
+pub struct Listening {
     threads: Arc<VadThreads>,
     /// `None` while a window is out.
     state: Option<Box<SileroState>>,
@@ -120,7 +122,8 @@ pub(crate) struct Listening {
 }
 
 impl Listening {
-    pub(crate) fn new(threads: Arc<VadThreads>) -> Self {
+    /// A call's side of `threads`.
+    pub fn new(threads: Arc<VadThreads>) -> Self {
         // One window is out at a time: its reply always has room.
         let (tx, rx) = mpsc::channel(2);
         Self {
@@ -134,18 +137,12 @@ impl Listening {
     }
 
     /// True while a window is being scored.
-    pub(crate) fn waiting(&self) -> bool {
+    pub fn waiting(&self) -> bool {
         self.state.is_none() && self.rate.is_some()
     }
 
     /// The session's next window (`Event::Score`).
-    pub(crate) fn submit(
-        &mut self,
-        session: &mut Session,
-        now: Time,
-        rate: SampleRate,
-        window: Vec<i16>,
-    ) {
+    pub fn submit(&mut self, session: &mut Session, now: Time, rate: SampleRate, window: Vec<i16>) {
         if self.rate != Some(rate) {
             // First window, or a new rate (the session drops the scores of
             // the windows before): fresh state, once the one out is home.
@@ -184,12 +181,12 @@ impl Listening {
     }
 
     /// The score of the window out (pending forever while none is).
-    pub(crate) async fn next(&mut self) -> Option<Scored> {
+    pub async fn next(&mut self) -> Option<Scored> {
         self.rx.recv().await
     }
 
     /// Hands a score to the session and sends the next window.
-    pub(crate) fn take(&mut self, session: &mut Session, now: Time, scored: Scored) {
+    pub fn take(&mut self, session: &mut Session, now: Time, scored: Scored) {
         let Scored { state, p } = scored;
         if Some(state.rate()) == self.rate {
             self.state = Some(state);

@@ -271,8 +271,10 @@ impl Session {
     /// off more: a segment begun, an utterance handed over).
     fn settle(&mut self, now: Time) {
         self.take_call_events();
-        self.speech.feed(&mut self.call, now);
-        self.take_call_events();
+        if !self.speech.is_empty() {
+            self.speech.feed(&mut self.call, now);
+            self.take_call_events();
+        }
     }
 
     /// Moves the call's events into the session's queue: utterances are

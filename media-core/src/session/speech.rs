@@ -39,6 +39,11 @@ pub(crate) struct SpeechFeed {
 }
 
 impl SpeechFeed {
+    /// No utterance is open: nothing to feed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// The agent asked for `id`: its pieces will come.
     pub(crate) fn open(&mut self, id: UtteranceId) {
         self.queue.push_back(Utterance {
