@@ -186,7 +186,7 @@ pub struct SpeechConfig {
     pub models_dir: PathBuf,
     /// The ONNX Runtime shared library.
     pub onnxruntime: PathBuf,
-    /// ONNX Runtime sessions for Silero, shared by all calls.
+    /// Silero inference threads (one ONNX Runtime session each), shared by all calls.
     pub vad_sessions: usize,
     /// The speech-to-text engine.
     pub stt: SttConfig,
