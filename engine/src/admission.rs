@@ -19,6 +19,18 @@ use tokio::sync::Semaphore;
 
 use crate::store::Lookup;
 
+/// Where the server is in its life; drivers and accept loops watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// Stop accepting; calls in progress go on.
+    Draining,
+    /// Hang up every call now.
+    HangUp,
+    /// Every call is over: the API stops too.
+    Stopped,
+}
+
 /// The call capacity and counters, shared with the API (`/readyz`, `/metrics`).
 #[derive(Debug)]
 pub(crate) struct Live {

@@ -29,7 +29,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-pub(crate) use crate::admission::Live;
+pub(crate) use crate::admission::{Live, Phase};
 use crate::admission::{Pending, Refusal, UuidBook, admit};
 use crate::api::{self, ApiState};
 use crate::config::{AgentSpec, Config, LeadRules, Listener};
@@ -46,18 +46,6 @@ use crate::store::{
 
 /// How long hung-up calls get to finish after the drain timeout.
 const HANGUP_GRACE: Duration = Duration::from_secs(2);
-
-/// Where the server is in its life; drivers and accept loops watch it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Running,
-    /// Stop accepting; calls in progress go on.
-    Draining,
-    /// Hang up every call now.
-    HangUp,
-    /// Every call is over: the API stops too.
-    Stopped,
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

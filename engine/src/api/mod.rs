@@ -22,9 +22,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::admission::Live;
 use crate::config::ApiConfig;
 use crate::registry::Registry;
-use crate::server::Live;
 use crate::store::{Store, WriterStats};
 
 mod auth;

@@ -34,8 +34,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::admission::Phase;
 use crate::recording::{CallRecording, RecordingSetup};
-use crate::server::Phase;
 use crate::speaking::{Brain, Voice};
 use crate::speech::Mouth;
 use crate::stt::{SttError, SttRequest, Transcriber, Transcript};
