@@ -1,11 +1,11 @@
-//! Arbitrary bytes from a peer: the AudioSocket decoder and the call state
-//! machine behind it must never panic, never over-read, and always make
-//! progress or stop.
+//! Arbitrary bytes from a peer: the AudioSocket decoder and the call session
+//! behind it must never panic, never over-read, and always make progress or
+//! stop.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use media_core::audiosocket::Decoder;
-use media_core::{Call, CallConfig, Echo, MAX_TRANSMIT, Time};
+use media_core::{CallConfig, Echo, MAX_TRANSMIT, Session, Time};
 
 fuzz_target!(|data: &[u8]| {
     // First two bytes pick the payload limit and how the stream is split.
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         _ => return,
     };
     let decoder = Decoder::new(limit);
-    let mut call = Call::new(
+    let mut session = Session::new(
         Time::ZERO,
         CallConfig::default(),
         Box::new(Echo::new(std::time::Duration::from_millis(40))),
@@ -31,23 +31,24 @@ fuzz_target!(|data: &[u8]| {
                 Ok((message, n)) => {
                     assert!(n >= 3 && used + n <= buf.len());
                     assert_eq!(n, message.wire_len());
-                    call.handle_message(now, message);
+                    session.handle_message(now, message);
                     used += n;
                 }
                 Err(e) if e.is_incomplete() => break,
                 Err(e) => {
-                    call.handle_protocol_error(now, e);
+                    session.handle_protocol_error(now, e);
                     break;
                 }
             }
         }
         buf.drain(..used);
-        call.handle_timeout(now);
-        while let Some(n) = call.poll_transmit(now, &mut out) {
+        session.handle_timeout(now);
+        while let Some(transmit) = session.poll_transmit(now) {
+            let n = transmit.encode(&mut out).expect("a frame we made fits MAX_TRANSMIT");
             assert!(n <= MAX_TRANSMIT);
         }
-        while call.poll_event().is_some() {}
-        if call.is_closed() {
+        while session.poll_event().is_some() {}
+        if session.is_closed() {
             break;
         }
     }
