@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hark::stt::{SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors};
+use hark::speech::stt::{SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors};
 use hdrhistogram::Histogram;
 use media_core::{CallId, SampleRate, Turn};
 

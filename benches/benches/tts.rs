@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hark::tts::{PiperSynthesizer, PiperVoice, SpeechStream, Synthesizer};
+use hark::speech::tts::{PiperSynthesizer, PiperVoice, SpeechStream, Synthesizer};
 use hdrhistogram::Histogram;
 use media_core::SampleRate;
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hark::vad::SileroModel;
+use hark::speech::vad::SileroModel;
 use hdrhistogram::Histogram;
 use media_core::{EnergyVad, EnergyVadConfig, SampleRate, Vad};
 

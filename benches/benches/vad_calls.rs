@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hark::vad::{Listening, SileroModel, VadThreads, silero_shape};
+use hark::speech::vad::{Listening, SileroModel, VadThreads, silero_shape};
 use hdrhistogram::Histogram;
 use media_core::{
     CallConfig, CallId, EndpointConfig, Endpointer, Event, Frame, SampleRate, Session, Time,

@@ -5,28 +5,31 @@
 //! task per call, the `dial` client, WAV files, and systemd integration.
 //!
 //! # Layout
-//! - [`config`]: `hark.toml` -> validated [`Config`].
-//! - [`chat`]: `hark chat`, a text conversation through an agent's router.
-//! - `server`: listeners, graceful shutdown ([`Server`]).
-//! - `admission`: when a connection becomes a call: places for connections
-//!   waiting for their UUID, call slots, refusals, the UUID book.
-//! - [`preflight`]: what `check-config` and `serve` check before starting.
-//! - `driver`: the per-call task that owns the socket and the `Call`.
+//! Grouped by concern; a module imports only those below it in this list.
+//! - `cli` (in the binary): the `hark` command, one file per subcommand.
+//! - `server`: start-up, listeners, graceful shutdown ([`Server`]).
+//! - `transport`: how calls arrive: AudioSocket accept loops, SIP mode
+//!   (`sip-bridge`), Stasis mode (`ari-client`), the RTP port range.
+//! - `api`: the REST API.
+//! - `admission`: when a connection becomes a call: what transports share
+//!   (`Shared`), places for connections waiting for their UUID, call
+//!   slots, refusals, the UUID book, and starting a call's driver.
+//! - `driver`: the per-call task that owns the call's leg (AudioSocket or
+//!   RTP) and its media-core `Session`.
 //! - `speaking`: a talking call's model replies and speech, in order.
-//! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
-//! - [`wav`]: WAV in and out.
-//! - [`models`]: `hark models list|fetch`.
-//! - [`stats`]: hdrhistogram percentiles.
-//! - [`systemd`]: `sd_notify` readiness.
-//! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
-//! - [`vad`]: Silero VAD behind media-core's `Vad` trait.
-//! - [`speech`]: the VAD model and transcriber shared by listening calls.
-//! - [`tts`]: speech out: Piper, an OpenAI-compatible provider, streaming.
+//! - `recording`, [`leads`]: a call's records; lead capture.
+//! - [`speech`]: the models, each on inference threads of its own: ONNX
+//!   Runtime, Silero VAD, STT (Whisper or a provider), TTS (Piper or a
+//!   provider).
 //! - [`llm`]: LLM providers behind one streaming interface.
-//! - [`stt`]: speech to text: local Whisper and an OpenAI-compatible provider.
-//! - `sip`: SIP mode, hark as a SIP endpoint (`sip-bridge`).
-//! - `stasis`: Stasis mode, calls driven through ARI (`ari-client`).
-//! - `tls`: the one rustls crypto provider (ring).
+//! - [`chat`]: `hark chat`, a text conversation through an agent's router.
+//! - [`store`], `registry`: MySQL/SQLite; registrations and outcomes.
+//! - [`config`]: `hark.toml` -> validated [`Config`].
+//! - [`preflight`]: what `check-config` and `serve` check before starting.
+//! - [`dial`]: the AudioSocket client behind `hark dial`, the e2e tests and `loadgen`.
+//! - [`wav`], [`models`], [`stats`], [`systemd`], [`secret`], `tls`: WAV
+//!   files, `hark models`, hdrhistogram percentiles, `sd_notify`, secrets,
+//!   the one rustls crypto provider (ring).
 //!
 //! # Concurrency
 //! One accept task per listener, one driver task per call; they share only
@@ -40,16 +43,12 @@ pub mod config;
 pub mod dial;
 pub mod llm;
 pub mod models;
-pub mod onnx;
 pub mod preflight;
 pub mod secret;
 pub mod speech;
 pub mod stats;
 pub mod store;
-pub mod stt;
 pub mod systemd;
-pub mod tts;
-pub mod vad;
 pub mod wav;
 
 mod admission;
@@ -58,12 +57,10 @@ mod driver;
 pub mod leads;
 mod recording;
 mod registry;
-mod rtp_ports;
 mod server;
-mod sip;
 mod speaking;
-mod stasis;
 mod tls;
+mod transport;
 
 pub use api::{OPENAPI, ROUTES};
 pub use config::{Config, ConfigError};

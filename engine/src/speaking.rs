@@ -28,7 +28,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::llm::{ChatEvent, ChatRequest, Message, Role, Router, ToolSpec};
 use crate::speech::Mouth;
-use crate::tts::{SpeechStream, Spoken, TextInput, TtsError};
+use crate::speech::tts::{SpeechStream, Spoken, TextInput, TtsError};
 
 /// Reply news waiting for the driver (text pieces are small and many).
 const REPLY_QUEUE: usize = 256;

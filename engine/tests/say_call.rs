@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use hark::dial::{DialEnd, DialOptions, dial};
-use hark::stt::word_errors;
+use hark::speech::stt::word_errors;
 use media_core::SampleRate;
 
 const TEXT: &str = "Thank you for calling. Our offices are closed today.";

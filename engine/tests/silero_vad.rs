@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hark::vad::SileroModel;
+use hark::speech::vad::SileroModel;
 use media_core::{EndpointConfig, EndpointEvent, Endpointer, Frame, SampleRate, Time, Turn, Vad};
 
 fn models() -> PathBuf {

@@ -194,7 +194,7 @@ fn a_pausing_sip_sender_is_heard_as_over_audiosocket() {
             tcp.0,
             sip.0
         );
-        let (errors, words) = hark::stt::word_errors(&tcp.1, &sip.1);
+        let (errors, words) = hark::speech::stt::word_errors(&tcp.1, &sip.1);
         assert!(
             errors * 5 <= words,
             "heard {:?} over AudioSocket, {:?} over SIP",

@@ -11,7 +11,9 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use hark::stt::{HttpTranscriber, HttpTranscriberConfig, SttError, SttRequest, Transcriber};
+use hark::speech::stt::{
+    HttpTranscriber, HttpTranscriberConfig, SttError, SttRequest, Transcriber,
+};
 use media_core::{CallId, SampleRate, Turn};
 use tokio::sync::oneshot;
 
@@ -103,7 +105,7 @@ fn client(addr: SocketAddr, timeout: Duration, max_in_flight: usize) -> HttpTran
     .unwrap()
 }
 
-async fn ask(t: &HttpTranscriber) -> Result<hark::stt::Transcript, SttError> {
+async fn ask(t: &HttpTranscriber) -> Result<hark::speech::stt::Transcript, SttError> {
     let (tx, rx) = oneshot::channel();
     t.submit(SttRequest {
         call: CallId(uuid::Uuid::new_v4()),

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hark::stt::{
+use hark::speech::stt::{
     SttError, SttRequest, Transcriber, WhisperConfig, WhisperTranscriber, word_errors,
 };
 use media_core::{CallId, SampleRate, Turn};
@@ -34,7 +34,10 @@ fn turn(rate: SampleRate, samples: Vec<i16>) -> Turn {
     Turn::from_recording(rate, samples)
 }
 
-fn transcribe(t: &WhisperTranscriber, turn: Turn) -> Result<hark::stt::Transcript, SttError> {
+fn transcribe(
+    t: &WhisperTranscriber,
+    turn: Turn,
+) -> Result<hark::speech::stt::Transcript, SttError> {
     let (tx, rx) = oneshot::channel();
     t.submit(SttRequest {
         call: CallId(uuid::Uuid::new_v4()),

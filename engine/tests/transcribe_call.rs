@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use hark::dial::{DialOptions, dial};
-use hark::stt::word_errors;
+use hark::speech::stt::word_errors;
 
 fn config(vad: &str) -> String {
     format!(

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{hear, root, whisper_tiny};
-use hark::stt::word_errors;
-use hark::tts::{PiperSynthesizer, PiperVoice, PromptCache, SpeechStream, Synthesizer, normalize};
+use hark::speech::stt::word_errors;
+use hark::speech::tts::{
+    PiperSynthesizer, PiperVoice, PromptCache, SpeechStream, Synthesizer, normalize,
+};
 use media_core::SampleRate;
 
 fn voice() -> Arc<PiperVoice> {

@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hark::tts::{HttpSynthesizer, HttpSynthesizerConfig, Synthesizer, TtsError};
+use hark::speech::tts::{HttpSynthesizer, HttpSynthesizerConfig, Synthesizer, TtsError};
 use media_core::SampleRate;
 
 #[derive(Default)]

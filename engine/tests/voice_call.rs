@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use hark::dial::{DialEnd, DialOptions, DialReport, dial};
-use hark::stt::word_errors;
+use hark::speech::stt::word_errors;
 use media_core::SampleRate;
 
 const RATE: SampleRate = SampleRate::HZ_8000;

@@ -27,7 +27,7 @@ pub(crate) fn say(
     voice: Option<PathBuf>,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    use hark::tts::{PiperSynthesizer, PiperVoice, SpeechStream, Synthesizer};
+    use hark::speech::tts::{PiperSynthesizer, PiperVoice, SpeechStream, Synthesizer};
     let rate =
         SampleRate::new(rate).with_context(|| format!("--rate {rate} is not a sample rate"))?;
     if let Some(l) = length_scale

@@ -13,7 +13,7 @@ use media_core::{ConversationConfig, Digit, EndpointConfig, Handoff};
 use serde::Deserialize;
 
 use super::{ChatAgent, ConfigError, SpeechConfig, SttConfig, TtsConfig, VadKind, invalid};
-use crate::stt::WhisperConfig;
+use crate::speech::stt::WhisperConfig;
 
 /// A chat agent answering calls: its chat side plus its voice settings.
 #[derive(Debug, Clone, PartialEq)]

@@ -38,8 +38,8 @@ use crate::admission::Phase;
 use crate::recording::{CallRecording, RecordingSetup};
 use crate::speaking::{Brain, Voice};
 use crate::speech::Mouth;
-use crate::stt::{SttError, SttRequest, Transcriber, Transcript};
-use crate::vad::{Listening, Scored, VadThreads};
+use crate::speech::stt::{SttError, SttRequest, Transcriber, Transcript};
+use crate::speech::vad::{Listening, Scored, VadThreads};
 
 /// After the call ends, how long its last turns may take to transcribe.
 const TRANSCRIPT_GRACE: Duration = Duration::from_secs(60);

@@ -18,8 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::llm::{Provider, Router, RouterConfig, Script, ScriptQuestion, ScriptedModel};
 use crate::speaking::Brain;
-use crate::stt::SubmitError;
-use crate::tts::{PromptCache, SynthFuture, Synthesizer};
+use crate::speech::stt::SubmitError;
+use crate::speech::tts::{PromptCache, SynthFuture, Synthesizer};
 
 /// Audio per spoken word, from the fake voice.
 const WORD: Duration = Duration::from_millis(200);

@@ -1,20 +1,21 @@
-//! The AudioSocket server: listeners, the call cap, graceful shutdown.
+//! The server: start-up, listeners, graceful shutdown.
+//!
+//! It binds the `[[listener]]` sockets (and `[sip]`'s), loads the agents
+//! and speech models into the admission state every transport shares, and
+//! starts the transports (`transport::audiosocket` accept loops, the SIP
+//! task, the Stasis controller), the API and the store's writer.
 //!
 //! # Concurrency
-//! One accept task per listener. Each accepted call takes a permit from one
-//! semaphore of `max_calls` permits and runs in its own driver task holding
-//! that permit; a connection that finds no permit is refused with an
-//! AudioSocket error frame. Shutdown is a phase broadcast on a `watch`
-//! channel: `Draining` stops the accept tasks (listeners close, calls go on),
-//! and waiting for all permits to return is waiting for all calls to end. If
-//! that takes longer than the drain timeout, `HangUp` tells every driver to
-//! send AudioSocket hangup and close. The API task (if `[api]`) serves
-//! until every call is over (`Stopped`), so `/readyz` reports the drain;
-//! then the store's writer gets its last records and stops.
-//!
-//! Before a call's driver starts, its task reads the AudioSocket UUID and
-//! looks it up among the calls registered through the API: a registered
-//! call gets the registration's agent and tenant.
+//! Each call runs in its own driver task holding a call slot (see
+//! `admission`); a connection that finds none is refused with AudioSocket
+//! hangup (0x00), so the dialplan goes on. Shutdown is a phase broadcast on
+//! a `watch` channel: `Draining` stops the accept tasks (listeners close,
+//! calls go on), and waiting for all permits to return is waiting for all
+//! calls to end. If that takes longer than the drain timeout, `HangUp`
+//! tells every driver to send AudioSocket hangup and close. The API task
+//! (if `[api]`) serves until every call is over (`Stopped`), so `/readyz`
+//! reports the drain; then the store's writer gets its last records and
+//! stops.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,22 +28,17 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub(crate) use crate::admission::{Live, Phase};
-use crate::admission::{Pending, Refusal, UuidBook};
+use crate::admission::{AgentEntry, Live, Pending, Phase, Shared, UuidBook};
 use crate::api::{self, ApiState};
-use crate::config::{AgentSpec, Config, LeadRules, Listener};
+use crate::config::{AgentSpec, Config};
 use crate::llm::UsageRecord;
 use crate::registry::Registry;
 use crate::speaking::Brain;
 use crate::speech::Speech;
 use crate::store::{
-    AiRequest, EndsJournal, Orphans, Recorder, Store, StoreEvent, WriterHandle, WriterStats,
-    now_ms, spawn_node_writer,
+    AiRequest, Orphans, Recorder, Store, StoreEvent, WriterHandle, now_ms, spawn_node_writer,
 };
-
-mod start;
-
-pub(crate) use start::{start_call, start_rtp_call};
+use crate::transport::audiosocket::{Bound, accept_loop, listen};
 
 /// How long hung-up calls get to finish after the drain timeout.
 const HANGUP_GRACE: Duration = Duration::from_secs(2);
@@ -95,110 +91,6 @@ pub struct ServeReport {
     pub hung_up_at_shutdown: u64,
 }
 
-impl Shared {
-    /// The index of the agent named `name`.
-    pub(crate) fn agent_index(&self, name: &str) -> Option<usize> {
-        self.agents.iter().position(|a| a.spec.name() == name)
-    }
-
-    /// The name of agent `i` (an index from `agent_index` or a listener).
-    pub(crate) fn agent_name(&self, i: usize) -> &str {
-        self.agents
-            .get(i)
-            .map(|a| a.spec.name())
-            .unwrap_or_default()
-    }
-
-    /// Records a refused call under its UUID: the dialplan (or an admin)
-    /// reads `refused` and why from the API. A duplicate UUID is only
-    /// logged: its row is the call in progress, which must stay intact.
-    pub(crate) fn record_refusal(&self, uuid: &str, refusal: Refusal, listener_agent: usize) {
-        if refusal == Refusal::DuplicateUuid {
-            return;
-        }
-        let registered = self.registry.take(uuid);
-        self.registry.set_outcome(
-            uuid,
-            crate::registry::Outcome {
-                outcome: "refused".into(),
-                handoff_target: None,
-            },
-        );
-        let Some(recorder) = &self.recorder else {
-            return;
-        };
-        let mut recorder = recorder.clone();
-        let tenant = registered
-            .as_ref()
-            .map(|r| r.tenant.clone())
-            .unwrap_or_else(|| self.default_tenant());
-        // The agent the call would have had.
-        let agent = registered
-            .as_ref()
-            .map(|r| r.agent.clone())
-            .unwrap_or_else(|| self.agent_name(listener_agent).to_string());
-        let at = now_ms();
-        recorder.record(StoreEvent::CallStarted(crate::store::CallStart {
-            call_id: uuid.to_string(),
-            tenant: tenant.clone(),
-            agent: agent.clone(),
-            caller_id: registered.as_ref().and_then(|r| r.caller_id.clone()),
-            dnis: registered.as_ref().and_then(|r| r.dnis.clone()),
-            direction: "inbound".into(),
-            start_ms: at,
-            answer_ms: None,
-            metadata: None,
-            node: Some(self.config.node.clone()),
-        }));
-        recorder.record(StoreEvent::CallEnded(crate::store::CallEnd {
-            call_id: uuid.to_string(),
-            tenant,
-            agent,
-            end_ms: at,
-            duration_ms: 0,
-            outcome: "refused".into(),
-            handoff_target: None,
-            reason: Some(refusal.as_str().into()),
-        }));
-        tokio::spawn(async move { recorder.flush().await });
-    }
-
-    /// The tenant of calls nobody assigned.
-    pub(crate) fn default_tenant(&self) -> String {
-        self.config
-            .store
-            .as_ref()
-            .map(|s| s.tenant.clone())
-            .unwrap_or_else(|| "default".into())
-    }
-}
-
-/// An agent calls can get: by listener, or by a registered UUID.
-#[derive(Debug)]
-struct AgentEntry {
-    spec: AgentSpec,
-    /// The model router, for voice agents.
-    brain: Option<Arc<Brain>>,
-}
-
-/// What every accept loop shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Arc<Config>,
-    speech: Option<Arc<Speech>>,
-    agents: Vec<AgentEntry>,
-    pub(crate) live: Arc<Live>,
-    pub(crate) registry: Arc<Registry>,
-    store: Option<Store>,
-    /// A recorder to clone for each call, if a store is configured.
-    pub(crate) recorder: Option<Recorder>,
-    /// Where call ends are made durable, if a store is configured.
-    pub(crate) ends: Option<EndsJournal>,
-    /// The writer's counters: whether the database is there.
-    db: Option<Arc<WriterStats>>,
-    rules: Arc<LeadRules>,
-}
-
 /// A bound, not yet running, server.
 #[derive(Debug)]
 pub struct Server {
@@ -212,21 +104,8 @@ pub struct Server {
     sip: Option<tokio::net::UdpSocket>,
 }
 
-/// One listening socket and the agent its calls get by default.
-#[derive(Debug)]
-struct Bound {
-    listener: Listener,
-    tcp: TcpListener,
-    /// Index into `Shared::agents`.
-    agent: usize,
-}
-
 /// Usage records waiting to be logged and stored.
 const USAGE_QUEUE: usize = 1_024;
-
-/// How long a call's registration lookup in the database may take before
-/// the call goes to its listener's agent.
-pub(super) const REGISTRATION_LOOKUP: Duration = Duration::from_millis(300);
 
 /// How long shutdown waits for calls' last records (leads) before closing
 /// the writer's queue.
@@ -424,7 +303,7 @@ impl Server {
                     .get(ac.listener)
                     .map(|b| (b.agent, b.listener.address))
                     .unwrap_or((0, ([127, 0, 0, 1], 0).into()));
-                match crate::stasis::Stasis::new(
+                match crate::transport::stasis::Stasis::new(
                     ac,
                     Arc::clone(&shared),
                     agent,
@@ -443,8 +322,13 @@ impl Server {
         let sip_task = match (sip, &shared.config.sip) {
             (Some(socket), Some(sc)) => {
                 let agent = bound.get(sc.listener).map_or(0, |b| b.agent);
-                let sip =
-                    crate::sip::Sip::new(sc, socket, Arc::clone(&shared), agent, phase_rx.clone());
+                let sip = crate::transport::sip::Sip::new(
+                    sc,
+                    socket,
+                    Arc::clone(&shared),
+                    agent,
+                    phase_rx.clone(),
+                );
                 Some(tokio::spawn(sip.run()))
             }
             _ => None,
@@ -525,57 +409,6 @@ impl Server {
             "stopped"
         );
         report
-    }
-}
-
-/// Each call's kernel send buffer (the kernel doubles it): about 2 s of
-/// 8 kHz audio. A peer that stops reading fills it (after its own receive
-/// window) within seconds, so the driver's write timeout ends that call;
-/// with the default, autotuned to megabytes, it took 109 s. Accepted
-/// sockets inherit it from the listener.
-const SEND_BUFFER: u32 = 32 * 1024;
-
-/// A TCP listener on `address` whose calls get [`SEND_BUFFER`].
-fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_send_buffer_size(SEND_BUFFER)?;
-    socket.bind(address)?;
-    socket.listen(1024)
-}
-
-async fn accept_loop(bound: Bound, shared: Arc<Shared>, mut phase: watch::Receiver<Phase>) {
-    let Bound {
-        listener,
-        tcp,
-        agent,
-    } = bound;
-    loop {
-        tokio::select! {
-            changed = phase.changed() => {
-                if changed.is_err() || *phase.borrow() != Phase::Running {
-                    return;
-                }
-            }
-            accepted = tcp.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Usually out of file descriptors: back off instead of spinning.
-                        warn!(listener = %listener.name, "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Frames are small and time-critical.
-                let _ = stream.set_nodelay(true);
-                start_call(stream, peer, &listener.name, &shared, agent, phase.clone());
-            }
-        }
     }
 }
 

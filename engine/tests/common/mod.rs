@@ -259,8 +259,8 @@ pub fn root() -> PathBuf {
 }
 
 /// Whisper tiny.en from models/, as the speech tests use it.
-pub fn whisper_tiny() -> hark::stt::WhisperTranscriber {
-    hark::stt::WhisperTranscriber::start(hark::stt::WhisperConfig {
+pub fn whisper_tiny() -> hark::speech::stt::WhisperTranscriber {
+    hark::speech::stt::WhisperTranscriber::start(hark::speech::stt::WhisperConfig {
         model: root().join("models/whisper/ggml-tiny.en.bin"),
         name: "tiny.en".into(),
         language: Some("en".into()),
@@ -273,10 +273,14 @@ pub fn whisper_tiny() -> hark::stt::WhisperTranscriber {
 }
 
 /// What `stt` hears in `samples` (empty when it hears no speech).
-pub fn hear(stt: &hark::stt::WhisperTranscriber, rate: SampleRate, samples: Vec<i16>) -> String {
-    use hark::stt::Transcriber;
+pub fn hear(
+    stt: &hark::speech::stt::WhisperTranscriber,
+    rate: SampleRate,
+    samples: Vec<i16>,
+) -> String {
+    use hark::speech::stt::Transcriber;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    stt.submit(hark::stt::SttRequest {
+    stt.submit(hark::speech::stt::SttRequest {
         call: media_core::CallId(uuid::Uuid::new_v4()),
         turn: media_core::Turn::from_recording(rate, samples),
         reply: tx,

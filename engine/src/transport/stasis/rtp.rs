@@ -19,9 +19,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 use tracing::warn;
 
+use crate::admission::{Phase, Shared, start_rtp_call};
 use crate::config::StasisConfig;
 use crate::driver::RtpLeg;
-use crate::server::{Phase, Shared, start_rtp_call};
 
 /// A UDP port bound for one call's external media.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl RtpPort {
     /// Binds a free port of `[ari] rtp_ports` on `rtp_address`, starting
     /// from a random one so consecutive calls do not collide.
     pub(super) async fn bind(cfg: &StasisConfig) -> std::io::Result<RtpPort> {
-        let socket = crate::rtp_ports::bind(cfg.rtp_address, cfg.rtp_ports).await?;
+        let socket = crate::transport::rtp_ports::bind(cfg.rtp_address, cfg.rtp_ports).await?;
         let local = socket.local_addr()?;
         Ok(RtpPort { socket, local })
     }

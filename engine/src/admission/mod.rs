@@ -10,6 +10,12 @@
 //! lookup; the counters are atomics; the call cap is a semaphore whose
 //! permit lives in the call's [`Slot`].
 
+mod shared;
+mod start;
+
+pub(crate) use shared::{AgentEntry, Shared};
+pub(crate) use start::{start_call, start_rtp_call};
+
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

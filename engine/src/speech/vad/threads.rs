@@ -19,7 +19,7 @@ use media_core::{SampleRate, Session, Time};
 use tokio::sync::mpsc;
 
 use super::silero::SileroState;
-use crate::onnx::{OnnxError, load_sessions};
+use crate::speech::onnx::{OnnxError, load_sessions};
 
 /// Windows waiting for a thread, all calls together: about 2 s of 8 kHz
 /// windows for 32 calls, far more than the threads ever hold back unless
@@ -210,7 +210,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::vad::{SileroModel, silero_shape};
+    use crate::speech::vad::{SileroModel, silero_shape};
 
     fn models() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")

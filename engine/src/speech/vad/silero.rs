@@ -16,7 +16,7 @@ use media_core::{SampleRate, Vad, VadError};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::onnx::{OnnxError, SessionPool};
+use crate::speech::onnx::{OnnxError, SessionPool};
 
 /// Samples in the state tensor: 2 x 1 x 128.
 const STATE_LEN: usize = 2 * 128;

@@ -24,9 +24,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Phase, Shared, start_rtp_call};
 use crate::config::SipConfig;
 use crate::driver::RtpLeg;
-use crate::server::{Phase, Shared, start_rtp_call};
 use crate::store::Registration;
 
 /// Largest SIP datagram read.
@@ -154,17 +154,19 @@ impl Sip {
                     uas.reject(now, call, 486, "Busy Here");
                     return;
                 }
-                let socket =
-                    match crate::rtp_ports::bind(self.config.rtp_address, self.config.rtp_ports)
-                        .await
-                    {
-                        Ok(s) => s,
-                        Err(e) => {
-                            warn!(%peer, "no RTP port: {e}");
-                            uas.reject(now, call, 503, "Service Unavailable");
-                            return;
-                        }
-                    };
+                let socket = match crate::transport::rtp_ports::bind(
+                    self.config.rtp_address,
+                    self.config.rtp_ports,
+                )
+                .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(%peer, "no RTP port: {e}");
+                        uas.reject(now, call, 503, "Service Unavailable");
+                        return;
+                    }
+                };
                 let Ok(rtp_local) = socket.local_addr() else {
                     uas.reject(now, call, 500, "Server Internal Error");
                     return;

@@ -10,13 +10,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Phase, REGISTRATION_LOOKUP, Shared};
-use crate::admission::admit;
+use super::{Phase, Shared, admit};
 use crate::config::AgentSpec;
 use crate::driver::{self, CallSetup, Leg, RtpLeg, SocketLeg};
 use crate::recording::RecordingSetup;
 use crate::registry::CallEnd;
 use crate::store::{Lookup, Registration};
+
+/// How long a call's registration lookup in the database may take before
+/// the call goes to its listener's agent.
+const REGISTRATION_LOOKUP: Duration = Duration::from_millis(300);
 
 /// Runs one connection in its own task. A connection is a call only once it
 /// has sent its UUID: until then it holds one of the `max_pending` slots

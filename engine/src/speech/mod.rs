@@ -4,6 +4,19 @@
 //! Loaded once at start-up, only when some agent listens; a model that is
 //! missing stops the start with a message naming it, rather than failing
 //! on the first call.
+//!
+//! # Layout
+//! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
+//! - [`vad`]: Silero VAD on inference threads of its own.
+//! - [`stt`]: speech to text: local Whisper on its own threads, or an
+//!   OpenAI-compatible provider.
+//! - [`tts`]: speech out: Piper, an OpenAI-compatible
+//!   provider, streaming by sentence.
+
+pub mod onnx;
+pub mod stt;
+pub mod tts;
+pub mod vad;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,11 +27,9 @@ use std::time::Duration;
 use media_core::{Ears, Endpointer, EnergyVad, EnergyVadConfig, SampleRate};
 
 use crate::config::{AgentSpec, Config, SttConfig, TtsConfig, VadKind};
-use crate::stt::{HttpTranscriber, Transcriber, WhisperConfig, WhisperTranscriber};
-use crate::tts::{
-    HttpSynthesizer, PiperSynthesizer, PiperVoice, PromptCache, Synthesizer, TtsError,
-};
-use crate::vad::{VadThreads, silero_shape};
+use stt::{HttpTranscriber, Transcriber, WhisperConfig, WhisperTranscriber};
+use tts::{HttpSynthesizer, PiperSynthesizer, PiperVoice, PromptCache, Synthesizer, TtsError};
+use vad::{VadThreads, silero_shape};
 
 /// Why the speech resources could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +37,13 @@ use crate::vad::{VadThreads, silero_shape};
 pub enum SpeechError {
     /// Silero VAD or ONNX Runtime.
     #[error(transparent)]
-    Vad(#[from] crate::onnx::OnnxError),
+    Vad(#[from] self::onnx::OnnxError),
     /// Local Whisper.
     #[error(transparent)]
-    Whisper(#[from] crate::stt::WhisperStartError),
+    Whisper(#[from] self::stt::WhisperStartError),
     /// The provider transcriber.
     #[error(transparent)]
-    Http(#[from] crate::stt::HttpStartError),
+    Http(#[from] self::stt::HttpStartError),
     /// The voice, or a prompt it could not say.
     #[error(transparent)]
     Tts(#[from] TtsError),

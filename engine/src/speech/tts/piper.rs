@@ -23,7 +23,7 @@ use ort::value::TensorRef;
 use serde::Deserialize;
 
 use super::{SynthFuture, Synthesizer, TtsError, normalize::normalize, phonemize::phonemize};
-use crate::onnx::SessionPool;
+use crate::speech::onnx::SessionPool;
 
 /// Inference settings (from the voice's config, overridable per agent).
 #[derive(Debug, Clone, Copy, PartialEq)]

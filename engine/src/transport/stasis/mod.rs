@@ -43,8 +43,8 @@ use ari_client::{AriConfig, Client, Delivery, DialplanTarget, Event, Events, Rec
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
+use crate::admission::{Phase, Shared};
 use crate::config::StasisConfig;
-use crate::server::{Phase, Shared};
 
 /// Channel ids hark gives external media channels start with this: an
 /// unknown one entering the application is left over from an earlier run.
