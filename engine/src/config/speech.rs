@@ -39,7 +39,7 @@ pub enum TtsConfig {
     Piper {
         /// The voice's `.onnx` (its `.onnx.json` beside it).
         voice: PathBuf,
-        /// Sentences synthesized at once.
+        /// Piper inference threads, one session each: sentences synthesized at once.
         sessions: usize,
         /// Threads per sentence.
         threads: usize,

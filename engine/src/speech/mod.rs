@@ -7,12 +7,15 @@
 //!
 //! # Layout
 //! - [`onnx`]: the ONNX Runtime, loaded once from a shared library.
+//! - `inference`: a model's own inference threads, reached by a bounded
+//!   queue with oneshot replies.
 //! - [`vad`]: Silero VAD on inference threads of its own.
 //! - [`stt`]: speech to text: local Whisper on its own threads, or an
 //!   OpenAI-compatible provider.
-//! - [`tts`]: speech out: Piper, an OpenAI-compatible
+//! - [`tts`]: speech out: Piper on its own threads, an OpenAI-compatible
 //!   provider, streaming by sentence.
 
+mod inference;
 pub mod onnx;
 pub mod stt;
 pub mod tts;

@@ -11,19 +11,25 @@
 //!    speaking rate: above 1 is slower) and `noise_w`.
 //! 5. Resample its 22,050 Hz output to the call's rate.
 //!
-//! The loaded network is shared by all calls (a small session pool); each
-//! sentence runs on a blocking thread, so the media loop never waits for it.
+//! The loaded network is shared by all calls: one session per inference
+//! thread of its own (`OnnxThreads`), so neither the media loop nor any
+//! other runtime thread waits for a sentence or for a lock.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use media_core::{Resampler, SampleRate};
+use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Deserialize;
 
 use super::{SynthFuture, Synthesizer, TtsError, normalize::normalize, phonemize::phonemize};
-use crate::speech::onnx::SessionPool;
+use crate::speech::inference::OnnxThreads;
+
+/// Sentences that may wait for a Piper thread, all calls together; past
+/// that a reply task waits for room (it is never the media loop).
+const SENTENCE_QUEUE: usize = 64;
 
 /// Inference settings (from the voice's config, overridable per agent).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,7 +71,7 @@ struct InferenceConfig {
 #[derive(Debug)]
 pub struct PiperVoice {
     name: String,
-    pool: SessionPool,
+    threads: OnnxThreads,
     ids: HashMap<char, Vec<i64>>,
     espeak_voice: String,
     rate: SampleRate,
@@ -75,7 +81,8 @@ pub struct PiperVoice {
 impl PiperVoice {
     /// Loads the voice `model` (`.onnx`, with `.onnx.json` beside it) on
     /// ONNX Runtime from `library`. `sessions` sentences can be synthesized
-    /// at once, each with `threads` threads.
+    /// at once (one inference thread each), each with `threads` intra-op
+    /// threads.
     pub fn load(
         library: &Path,
         model: &Path,
@@ -113,15 +120,16 @@ impl PiperVoice {
                 )));
             }
         }
-        let pool = SessionPool::load(library, model, sessions, threads)
-            .map_err(|e| TtsError::Voice(e.to_string()))?;
+        let threads =
+            OnnxThreads::start(library, model, sessions, threads, SENTENCE_QUEUE, "piper")
+                .map_err(|e| TtsError::Voice(e.to_string()))?;
         let name = model
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "piper".into());
         Ok(Arc::new(Self {
             name: format!("piper/{name}"),
-            pool,
+            threads,
             ids,
             espeak_voice: config.espeak.voice,
             rate,
@@ -157,29 +165,9 @@ impl PiperVoice {
         ids
     }
 
-    /// Runs the network on phoneme ids; audio at the native rate.
-    fn infer(&self, ids: &[i64], scales: PiperScales) -> Result<Vec<i16>, TtsError> {
-        let lengths = [ids.len() as i64];
-        let scales = [scales.noise_scale, scales.length_scale, scales.noise_w];
-        self.pool.with(|session| {
-            let fail = |e: ort::Error| TtsError::Synthesis(e.to_string());
-            let outputs = session
-                .run(ort::inputs![
-                    "input" => TensorRef::from_array_view(([1usize, ids.len()], ids)).map_err(fail)?,
-                    "input_lengths" => TensorRef::from_array_view(([1usize], &lengths[..])).map_err(fail)?,
-                    "scales" => TensorRef::from_array_view(([3usize], &scales[..])).map_err(fail)?,
-                ])
-                .map_err(fail)?;
-            let (_, audio) = outputs[0].try_extract_tensor::<f32>().map_err(fail)?;
-            Ok(audio
-                .iter()
-                .map(|&v| (v * 32_767.0).round().clamp(-32_768.0, 32_767.0) as i16)
-                .collect())
-        })
-    }
-
-    /// Synthesizes one sentence (blocking; call from a blocking thread).
-    pub fn synthesize_blocking(
+    /// Synthesizes one sentence's phonemes at `rate`, on the voice's
+    /// inference threads.
+    async fn synthesize(
         &self,
         phonemes: &str,
         rate: SampleRate,
@@ -189,10 +177,40 @@ impl PiperVoice {
         if ids.len() <= 2 {
             return Ok(Vec::new());
         }
-        let audio = self.infer(&ids, scales)?;
-        Resampler::convert_all(self.rate, rate, &audio)
-            .map_err(|e| TtsError::Synthesis(e.to_string()))
+        let native = self.rate;
+        self.threads
+            .run(move |session| {
+                let audio = infer(session, &ids, scales)?;
+                Resampler::convert_all(native, rate, &audio)
+                    .map_err(|e| TtsError::Synthesis(e.to_string()))
+            })
+            .await
+            .map_err(|e| TtsError::Synthesis(e.to_string()))?
     }
+
+    /// Sentences synthesized so far.
+    pub fn synthesized(&self) -> u64 {
+        self.threads.done()
+    }
+}
+
+/// Runs the network on phoneme ids; audio at the voice's native rate.
+fn infer(session: &mut Session, ids: &[i64], scales: PiperScales) -> Result<Vec<i16>, TtsError> {
+    let lengths = [ids.len() as i64];
+    let scales = [scales.noise_scale, scales.length_scale, scales.noise_w];
+    let fail = |e: ort::Error| TtsError::Synthesis(e.to_string());
+    let outputs = session
+        .run(ort::inputs![
+            "input" => TensorRef::from_array_view(([1usize, ids.len()], ids)).map_err(fail)?,
+            "input_lengths" => TensorRef::from_array_view(([1usize], &lengths[..])).map_err(fail)?,
+            "scales" => TensorRef::from_array_view(([3usize], &scales[..])).map_err(fail)?,
+        ])
+        .map_err(fail)?;
+    let (_, audio) = outputs[0].try_extract_tensor::<f32>().map_err(fail)?;
+    Ok(audio
+        .iter()
+        .map(|&v| (v * 32_767.0).round().clamp(-32_768.0, 32_767.0) as i16)
+        .collect())
 }
 
 /// A Piper voice with per-agent scales, as a [`Synthesizer`].
@@ -223,9 +241,7 @@ impl Synthesizer for PiperSynthesizer {
                 return Ok(Vec::new());
             }
             let phonemes = phonemize(&voice.espeak_voice, &spoken).await?;
-            tokio::task::spawn_blocking(move || voice.synthesize_blocking(&phonemes, rate, scales))
-                .await
-                .map_err(|e| TtsError::Synthesis(format!("synthesis task: {e}")))?
+            voice.synthesize(&phonemes, rate, scales).await
         })
     }
 
