@@ -656,6 +656,12 @@ impl Call {
         None
     }
 
+    /// True when [`poll_event`](Self::poll_event) has something.
+    #[inline]
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event to log or store, or a turn for the session.
     #[must_use]
     pub(crate) fn poll_event(&mut self) -> Option<Out> {

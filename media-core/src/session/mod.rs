@@ -269,6 +269,7 @@ impl Session {
 
     /// Takes in what the call set off, then feeds playout (which may set
     /// off more: a segment begun, an utterance handed over).
+    #[inline]
     fn settle(&mut self, now: Time) {
         self.take_call_events();
         if !self.speech.is_empty() {
@@ -280,7 +281,16 @@ impl Session {
     /// Moves the call's events into the session's queue: utterances are
     /// opened and cancelled in the feed at once (a cancel lands before
     /// more audio is fed), and turns go through `hearing`.
+    #[inline]
     fn take_call_events(&mut self) {
+        if !self.call.has_events() {
+            return;
+        }
+        self.take_call_events_slow();
+    }
+
+    #[cold]
+    fn take_call_events_slow(&mut self) {
         while let Some(out) = self.call.poll_event() {
             match out {
                 Out::Event(e) => {
