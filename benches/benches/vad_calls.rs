@@ -5,7 +5,9 @@
 //! run, on the same audio.
 //!
 //! Prints, for each: the waits for a pool lock on a tokio worker per
-//! second (a worker blocked: every call it carries stalls), and how late
+//! second (a worker blocked: every call it carries stalls), the worker
+//! time a frame's input into the session takes (in place that includes
+//! Silero's inference: a worker blocked for it), and how late
 //! the calls' 20 ms frame ticks fire, p50/p95/p99 from hdrhistogram (what
 //! a blocked worker does to everyone's pacing). Needs models/fetch.py.
 //! Usage: cargo bench -p hark-benches --bench vad_calls [-- CALLS SECONDS]
@@ -14,6 +16,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hark::speech::vad::{Listening, SileroModel, VadThreads, silero_shape};
@@ -25,6 +28,9 @@ use media_core::{
 use tokio::time::{Instant, MissedTickBehavior};
 
 const FRAME: Duration = Duration::from_millis(20);
+
+/// Nanoseconds the tokio workers spent handing frames to sessions.
+static IN_SESSION_NS: AtomicU64 = AtomicU64::new(0);
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -80,7 +86,9 @@ async fn call(
                     at = 0;
                 }
                 let now = clock();
+                let busy = std::time::Instant::now();
                 session.handle_audio(now, Frame::new(rate, &audio[at..at + n]));
+                IN_SESSION_NS.fetch_add(busy.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 at += n;
                 sent += 1;
                 if session.poll_timeout().is_some_and(|d| d <= now) {
@@ -110,6 +118,7 @@ fn run(mode: Mode, calls: usize, secs: u64, model: &Arc<SileroModel>, threads: &
         .unwrap();
     let audio = Arc::new(audio());
     let waits_before = model.lock_waits();
+    let busy_before = IN_SESSION_NS.load(Ordering::Relaxed);
     let scored_before = threads.scored();
     let started = std::time::Instant::now();
     let late = rt.block_on(async {
@@ -132,6 +141,7 @@ fn run(mode: Mode, calls: usize, secs: u64, model: &Arc<SileroModel>, threads: &
     });
     let took = started.elapsed().as_secs_f64();
     let waits = model.lock_waits() - waits_before;
+    let busy = (IN_SESSION_NS.load(Ordering::Relaxed) - busy_before) as f64 / 1e9;
     let label = match mode {
         Mode::InPlace => "VAD in place (pool locked on tokio workers)",
         Mode::Threads => "VAD on its inference threads",
@@ -142,6 +152,11 @@ fn run(mode: Mode, calls: usize, secs: u64, model: &Arc<SileroModel>, threads: &
         waits,
         took,
         waits as f64 / took
+    );
+    println!(
+        "  tokio worker time handing frames to sessions: {:.0} ms per s of wall time ({:.1} us per frame)",
+        busy * 1e3 / took,
+        busy * 1e6 / (calls as f64 * secs as f64 * 50.0)
     );
     if mode == Mode::Threads {
         println!(
