@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Phase, Shared, admit};
+use super::{Phase, Shared, Slot, admit};
 use crate::config::AgentSpec;
 use crate::driver::{self, CallSetup, Leg, RtpLeg, SocketLeg};
 use crate::recording::RecordingSetup;
@@ -127,9 +127,9 @@ async fn run_call<S>(
     let caller = Identified {
         uuid,
         registration: registered,
+        slot,
     };
     let outcome = answer(leg, peer, shared, agent, phase, caller).await;
-    drop(slot);
     if matches!(outcome.reason, EndReason::Internal(_)) {
         warn!(reason = %outcome.reason, "call ended by an internal error");
     }
@@ -140,6 +140,8 @@ struct Identified {
     uuid: String,
     /// Its registration through the API, if any.
     registration: Option<Registration>,
+    /// Its place on the node, held by the driver until the call ends.
+    slot: Slot,
 }
 
 /// Reads the call's UUID, picks its agent (a registration's, else the
@@ -152,7 +154,11 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     phase: watch::Receiver<Phase>,
     caller: Identified,
 ) -> driver::CallOutcome {
-    let Identified { uuid, registration } = caller;
+    let Identified {
+        uuid,
+        registration,
+        slot,
+    } = caller;
     let config = &shared.config;
     let agent = registration
         .as_ref()
@@ -207,6 +213,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         mouth: speech.and_then(|s| s.mouth(spec)),
         brain: agent.brain.clone(),
         recording,
+        place: Some(driver::Place::new(slot)),
     };
     let outcome = driver::drive(leg, peer, setup, phase).await;
     shared.registry.ended(

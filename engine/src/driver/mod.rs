@@ -61,6 +61,30 @@ pub(crate) struct CallSetup {
     pub(crate) brain: Option<Arc<Brain>>,
     /// Where the call's records go, if a store is configured.
     pub(crate) recording: Option<RecordingSetup>,
+    /// The call's place on the node (its admission slot), given back the
+    /// moment the call ends: before the end is logged or the socket
+    /// closes, so a dialplan that calls again at once finds it free.
+    pub(crate) place: Option<Place>,
+}
+
+/// Something held for as long as the call runs, dropped when it ends. The
+/// driver does not know what it is (admission sits above the driver).
+pub(crate) struct Place {
+    _held: Box<dyn Send>,
+}
+
+impl Place {
+    pub(crate) fn new(held: impl Send + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Place")
+    }
 }
 
 /// Turns sent to STT, waiting for their text (a few per call at most).
@@ -152,6 +176,9 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         log_event(Event::Started(id));
                     }
                     other => {
+                        if matches!(other, Event::Ended { .. }) {
+                            drop(setup.place.take());
+                        }
                         if let Some(reason) = log_event(other) {
                             if let Some(rec) = recording.take() {
                                 let (d, l) = rec.finish(&reason, now);

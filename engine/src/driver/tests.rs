@@ -138,6 +138,7 @@ fn setup(stt: Arc<ThreadStt>) -> CallSetup {
         }),
         brain: Some(brain()),
         recording: None,
+        place: None,
     }
 }
 
@@ -262,4 +263,42 @@ async fn a_thirty_second_conversation_runs_on_the_paused_clock() {
         talks[2] > Duration::from_secs(15) && talks[2] < Duration::from_secs(17),
         "{talks:?}"
     );
+}
+
+/// Dropped with the call's place: tells the test when that happened.
+struct Witness(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The call's place (its admission slot) is given back as the call ends,
+/// before the caller sees the socket close: a dialplan that dials again
+/// at once is never refused for a call that is already over.
+#[tokio::test(start_paused = true)]
+async fn the_place_is_given_back_before_the_socket_closes() {
+    let stt = ThreadStt::start(vec![]);
+    let (driver_end, mut peer) = tokio::io::duplex(64 * 1024);
+    let (_phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let mut first = vec![0x01, 0x00, 0x10];
+    first.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let peer_addr: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let leg = Leg::Socket(SocketLeg::new(driver_end, 4_096, first));
+    let given_back = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut setup = setup(stt);
+    setup.place = Some(Place::new(Witness(Arc::clone(&given_back))));
+    let driver = tokio::spawn(drive(leg, peer_addr, setup, phase_rx));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!given_back.load(std::sync::atomic::Ordering::SeqCst));
+    peer.write_all(&[0x00, 0x00, 0x00]).await.expect("hangup");
+    let mut sink = Vec::new();
+    let _ = peer.read_to_end(&mut sink).await;
+    assert!(
+        given_back.load(std::sync::atomic::Ordering::SeqCst),
+        "the socket closed while the call still held its place"
+    );
+    let outcome = driver.await.expect("driver task");
+    assert_eq!(outcome.reason, EndReason::PeerHangup);
 }
