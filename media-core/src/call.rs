@@ -27,7 +27,7 @@ use crate::dialog::{ChatLine, Heard, Record, ReplyInput, UtteranceId};
 use crate::endpointing::{EndpointEvent, Endpointer, Turn};
 use crate::frame::{Frame, SampleRate, Time};
 use crate::playout::{Playout, PlayoutStats};
-use crate::session::TurnId;
+use crate::session::{PauseVerdict, TurnId};
 
 /// Largest message [`Transmit::encode`] writes: 20 ms at 192 kHz plus header.
 pub const MAX_TRANSMIT: usize = HEADER_LEN + 2 * 3_840;
@@ -217,6 +217,22 @@ pub enum Event {
     },
     /// Stop the model and TTS work of this utterance; drop its audio.
     Cancel(UtteranceId),
+    /// Judge whether this paused turn is complete with the end-of-turn
+    /// model (a session with [`SmartTurn`](crate::SmartTurn)) and report
+    /// the probability with
+    /// [`Session::handle_turn_check`](crate::Session::handle_turn_check).
+    /// Its preview, with the same id, went to STT.
+    CheckTurn {
+        /// The paused turn (its preview's id).
+        turn: TurnId,
+        /// The turn's audio so far (pre-roll included, trailing silence
+        /// trimmed) at `rate`.
+        samples: Vec<i16>,
+        /// The audio's rate.
+        rate: SampleRate,
+    },
+    /// How a pause was judged (for the log: tuning reads it).
+    PauseJudged(PauseVerdict),
     /// For the control plane: transcript, latency, usage, outcome.
     Record(Record),
     /// The call is over; nothing more will be transmitted.
@@ -476,6 +492,21 @@ impl Call {
             self.agent.handle_voice(now, voice, &mut self.playout);
         }
         self.drain_agent();
+    }
+
+    /// The pause that began at `speech_end` ends the caller's turn (see
+    /// [`Endpointer::end_if_still_paused`]); false when it is stale.
+    pub(crate) fn end_turn_if_paused(&mut self, now: Time, speech_end: Time) -> bool {
+        self.last_now = self.last_now.max(now);
+        if self.state != State::Active {
+            return false;
+        }
+        let Some(e) = self.endpointer.as_mut() else {
+            return false;
+        };
+        let ended = e.end_if_still_paused(now, speech_end);
+        self.drain_endpointer();
+        ended
     }
 
     /// The caller pressed a key (`byte` is its ASCII: 0-9, *, #, A-D).

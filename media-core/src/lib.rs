@@ -49,5 +49,7 @@ pub use endpointing::{EndpointConfig, EndpointEvent, Endpointer, Turn, TurnEnd, 
 pub use frame::{FRAME_DURATION, Frame, SampleRate, Time};
 pub use playout::{MAX_SEND_AHEAD, Playout, PlayoutStats};
 pub use resample::{ResampleError, Resampler};
-pub use session::{FEED_AHEAD, Session, Transcribed, TurnId, TurnInfo};
+pub use session::{
+    FEED_AHEAD, PauseVerdict, Session, SmartTurn, Transcribed, TurnId, TurnInfo, words_complete,
+};
 pub use vad::{EnergyVad, EnergyVadConfig, Vad, VadError, check_window};

@@ -17,6 +17,10 @@
 //!   window, so the first syllable is not cut.
 //! - **Maximum turn**: a turn is cut at `max_turn` and a new one begins if the
 //!   caller is still talking.
+//! - **Judged complete**: whoever judges a pause (the session, from an
+//!   end-of-turn model and the preview's words) may end the turn before
+//!   `hangover` with [`Endpointer::end_if_still_paused`], for the pause it
+//!   judged only: if the caller has spoken since, nothing happens.
 //!
 //! Two thresholds give hysteresis: a window must reach `speech_threshold` to
 //! start speech, but only `silence_threshold` to keep it going.
@@ -82,6 +86,9 @@ pub enum TurnEnd {
     Silence,
     /// The turn reached `max_turn`.
     MaxLength,
+    /// A pause shorter than `hangover`, judged the end of the turn (see
+    /// [`Endpointer::end_if_still_paused`]).
+    Complete,
     /// The call ended while the caller was talking.
     Finished,
 }
@@ -226,6 +233,10 @@ pub struct Endpointer {
     last_probability: f32,
     /// `last_voiced_at` of the pause last previewed.
     previewed: Option<Time>,
+    /// A pause judged the turn's end, by where it began (its
+    /// `speech_end`): the turn ends once that pause is still the current
+    /// one with every window before it scored.
+    judged_complete: Option<Time>,
 }
 
 /// A candidate ends if no voiced window comes for this long.
@@ -323,6 +334,7 @@ impl Endpointer {
             vad_errors: 0,
             last_probability: 0.0,
             previewed: None,
+            judged_complete: None,
         }
     }
 
@@ -394,6 +406,13 @@ impl Endpointer {
                 last_voiced_at,
                 last_loud_at,
                 ..
+            } if self.judged_complete == Some(pause_anchor(last_voiced_at, last_loud_at)) => {
+                self.end_turn(now, TurnEnd::Complete);
+            }
+            State::Speaking {
+                last_voiced_at,
+                last_loud_at,
+                ..
             } if now >= pause_anchor(last_voiced_at, last_loud_at) + self.config.hangover => {
                 self.end_turn(now, TurnEnd::Silence);
             }
@@ -432,7 +451,12 @@ impl Endpointer {
                 last_loud_at,
                 ..
             } => {
-                let end = pause_anchor(last_voiced_at, last_loud_at) + self.config.hangover;
+                let anchor = pause_anchor(last_voiced_at, last_loud_at);
+                if self.judged_complete == Some(anchor) {
+                    // Judged over: due now (the anchor is in the past).
+                    return Some(anchor);
+                }
+                let end = anchor + self.config.hangover;
                 Some(
                     self.preview_due(last_voiced_at, last_loud_at)
                         .map_or(end, |t| t.min(end)),
@@ -446,6 +470,30 @@ impl Endpointer {
         let p = self.config.preview?;
         (p < self.config.hangover && self.previewed != Some(last_voiced_at))
             .then(|| pause_anchor(last_voiced_at, last_loud_at) + p)
+    }
+
+    /// The pause that began at `speech_end` (a [`Turn::speech_end`] of
+    /// this turn's preview) is the end of the turn: the turn ends at once
+    /// if the caller is still in that pause, or as soon as the windows
+    /// before it are scored and it still is. Returns false when the caller
+    /// has already spoken again (the judgement is stale and dropped).
+    pub fn end_if_still_paused(&mut self, now: Time, speech_end: Time) -> bool {
+        let State::Speaking {
+            last_voiced_at,
+            last_loud_at,
+            ..
+        } = self.state
+        else {
+            return false;
+        };
+        if pause_anchor(last_voiced_at, last_loud_at) != speech_end {
+            return false;
+        }
+        self.judged_complete = Some(speech_end);
+        if !self.awaiting_scores() {
+            self.end_turn(now, TurnEnd::Complete);
+        }
+        true
     }
 
     /// The call is over: a turn in progress ends now (nothing is lost;
@@ -719,6 +767,7 @@ impl Endpointer {
             reason,
         }));
         self.state = State::Silence;
+        self.judged_complete = None;
     }
 }
 

@@ -152,6 +152,11 @@ impl Hearing {
         })
     }
 
+    /// True when the oldest finished turn's text is in.
+    pub(crate) fn has_heard(&self) -> bool {
+        self.pending.front().is_some_and(|w| w.result.is_some())
+    }
+
     /// The times of a turn still waiting for its text.
     pub(crate) fn info(&self, id: TurnId) -> Option<TurnInfo> {
         self.pending

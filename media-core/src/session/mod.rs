@@ -30,6 +30,7 @@
 //!    may be fed after that and come out as records.
 
 mod hearing;
+mod pause;
 mod speech;
 
 use std::collections::VecDeque;
@@ -43,6 +44,8 @@ use crate::endpointing::Endpointer;
 use crate::frame::{Frame, SampleRate, Time};
 use hearing::{Hearing, Taken};
 pub use hearing::{Transcribed, TurnId, TurnInfo};
+use pause::Pauses;
+pub use pause::{PauseVerdict, SmartTurn, words_complete};
 pub use speech::FEED_AHEAD;
 use speech::SpeechFeed;
 
@@ -51,6 +54,8 @@ use speech::SpeechFeed;
 pub struct Session {
     call: Call,
     hearing: Hearing,
+    /// Pauses judged by model and words, with [`SmartTurn`].
+    pauses: Option<Pauses>,
     speech: SpeechFeed,
     events: VecDeque<Event>,
 }
@@ -61,6 +66,7 @@ impl Session {
         Self {
             call: Call::new(now, config, agent),
             hearing: Hearing::default(),
+            pauses: None,
             speech: SpeechFeed::default(),
             events: VecDeque::with_capacity(4),
         }
@@ -77,6 +83,16 @@ impl Session {
     /// audio arrives (and rebuilt if the rate changes).
     pub fn with_ears(mut self, ears: Ears) -> Self {
         self.call = self.call.with_ears(ears);
+        self
+    }
+
+    /// Ends turns on a short pause when an end-of-turn model and the
+    /// preview's words agree the caller is done (see [`SmartTurn`]): each
+    /// preview also comes out as [`Event::CheckTurn`]. Needs an
+    /// endpointer with previews; its `hangover` is then the longest pause
+    /// a turn waits when the signals do not agree.
+    pub fn with_smart_turn(mut self, config: SmartTurn) -> Self {
+        self.pauses = Some(Pauses::new(config));
         self
     }
 
@@ -188,9 +204,44 @@ impl Session {
     /// reach the agent in the order the caller spoke, whatever order they
     /// come in. After the call's end, a turn's text becomes a record.
     pub fn handle_transcript(&mut self, now: Time, turn: TurnId, text: Option<Transcribed>) {
+        let verdict = self
+            .pauses
+            .as_mut()
+            .and_then(|p| p.heard(turn, text.as_ref().map(|t| t.text.as_str())));
         if !self.hearing.answer(turn, text) {
             return;
         }
+        self.deliver_heard(now);
+        self.settle(now);
+        if let Some(verdict) = verdict {
+            self.apply_verdict(now, verdict);
+        }
+    }
+
+    /// The end-of-turn model's probability that the paused turn `turn` is
+    /// complete (see [`Event::CheckTurn`]; `None`: it failed).
+    pub fn handle_turn_check(&mut self, now: Time, turn: TurnId, probability: Option<f32>) {
+        let verdict = self
+            .pauses
+            .as_mut()
+            .and_then(|p| p.scored(turn, probability));
+        if let Some(verdict) = verdict {
+            self.apply_verdict(now, verdict);
+        }
+    }
+
+    /// Logs the verdict; a complete pause ends the turn (if the caller is
+    /// still in it), and its preview's text goes to the agent at once.
+    fn apply_verdict(&mut self, now: Time, (speech_end, verdict): (Time, PauseVerdict)) {
+        self.events.push_back(Event::PauseJudged(verdict));
+        if verdict.complete && self.call.end_turn_if_paused(now, speech_end) {
+            self.settle(now);
+        }
+    }
+
+    /// Hands every finished turn whose text is in to the agent, in order
+    /// (after the call's end, as records).
+    fn deliver_heard(&mut self, now: Time) {
         while let Some(heard) = self.hearing.next_heard() {
             if self.call.is_closed() {
                 if let Some(segment) = heard.segment() {
@@ -198,7 +249,7 @@ impl Session {
                 }
             } else {
                 self.call.handle_transcript(now, heard);
-                self.settle(now);
+                self.take_call_events();
             }
         }
     }
@@ -272,6 +323,10 @@ impl Session {
     #[inline]
     fn settle(&mut self, now: Time) {
         self.take_call_events();
+        if self.hearing.has_heard() {
+            // A turn ended on a preview whose text was already in.
+            self.deliver_heard(now);
+        }
         if !self.speech.is_empty() {
             self.speech.feed(&mut self.call, now);
             self.take_call_events();
@@ -309,6 +364,14 @@ impl Session {
                     let (turn, old) = self.hearing.preview(&audio);
                     if let Some(old) = old {
                         self.events.push_back(Event::ForgetTurn(old));
+                    }
+                    if let Some(p) = self.pauses.as_mut() {
+                        p.paused(turn, audio.speech_end);
+                        self.events.push_back(Event::CheckTurn {
+                            turn,
+                            samples: audio.samples.clone(),
+                            rate: audio.rate,
+                        });
                     }
                     self.events.push_back(Event::Transcribe { turn, audio });
                 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use media_core::audiosocket::Decoder;
 use media_core::{
     CallConfig, ChatLine, Conversation, ConversationConfig, Ears, EndpointConfig, Endpointer,
-    Event, Record, ReplyInput, SampleRate, Segment, Session, Speaker, Time, Transcribed, Transmit,
-    TurnId, UtteranceId, Vad, VadError,
+    Event, Record, ReplyInput, SampleRate, Segment, Session, SmartTurn, Speaker, Time, Transcribed,
+    Transmit, TurnId, UtteranceId, Vad, VadError,
 };
 use uuid::Uuid;
 
@@ -60,6 +60,7 @@ pub type Model = Box<dyn FnMut(&[ChatLine]) -> Vec<Step>>;
 #[derive(Debug)]
 enum Task {
     Transcript(TurnId, Option<Transcribed>),
+    TurnCheck(TurnId, Option<f32>),
     Reply(UtteranceId, ReplyInput),
     Audio(UtteranceId, String),
     Done(UtteranceId),
@@ -76,6 +77,13 @@ pub struct VoiceSim {
     pub hangup_at: Option<Time>,
     /// Every Think request's history.
     pub asked: Vec<Vec<ChatLine>>,
+    /// When each Think request came.
+    pub asked_at: Vec<Time>,
+    /// The end-of-turn model's answers, one per [`Event::CheckTurn`], in
+    /// order (0.5 once they run out).
+    pub verdicts: VecDeque<f32>,
+    /// How long the end-of-turn model takes.
+    pub check_delay: Duration,
     pub stt_delay: Duration,
     pub token_delay: Duration,
     pub tts_delay: Duration,
@@ -101,7 +109,18 @@ pub fn endpoint_config() -> EndpointConfig {
 
 impl VoiceSim {
     pub fn new(config: ConversationConfig, model: Model) -> Self {
-        let session = Session::new(
+        Self::with_turns(config, model, endpoint_config(), None)
+    }
+
+    /// A session with its own endpointing and, with `smart`, pauses judged
+    /// by the (scripted) end-of-turn model and the preview's words.
+    pub fn with_turns(
+        config: ConversationConfig,
+        model: Model,
+        endpoint: EndpointConfig,
+        smart: Option<SmartTurn>,
+    ) -> Self {
+        let mut session = Session::new(
             Time::ZERO,
             CallConfig {
                 send_ahead: 1,
@@ -109,9 +128,12 @@ impl VoiceSim {
             },
             Box::new(Conversation::new(config)),
         )
-        .with_ears(Ears(Box::new(|_| {
-            Endpointer::new(endpoint_config(), Box::new(LevelVad))
+        .with_ears(Ears(Box::new(move |_| {
+            Endpointer::new(endpoint, Box::new(LevelVad))
         })));
+        if let Some(smart) = smart {
+            session = session.with_smart_turn(smart);
+        }
         let mut sim = Self {
             session,
             now: Time::ZERO,
@@ -120,6 +142,9 @@ impl VoiceSim {
             keepalive: 0,
             hangup_at: None,
             asked: Vec::new(),
+            asked_at: Vec::new(),
+            verdicts: VecDeque::new(),
+            check_delay: Duration::from_millis(30),
             stt_delay: Duration::from_millis(150),
             token_delay: Duration::from_millis(200),
             tts_delay: Duration::from_millis(100),
@@ -232,6 +257,7 @@ impl VoiceSim {
         let now = self.now;
         match task {
             Task::Transcript(turn, text) => self.session.handle_transcript(now, turn, text),
+            Task::TurnCheck(turn, p) => self.session.handle_turn_check(now, turn, p),
             Task::Reply(id, input) => self.session.handle_reply(now, id, input),
             Task::Audio(id, text) => {
                 self.pieces += 1;
@@ -293,8 +319,13 @@ impl VoiceSim {
                 self.task(now + self.tts_delay, Task::Audio(*id, text.clone()));
                 self.task(now + self.tts_delay, Task::Done(*id));
             }
+            Event::CheckTurn { turn, .. } => {
+                let p = self.verdicts.pop_front().unwrap_or(0.5);
+                self.task(now + self.check_delay, Task::TurnCheck(*turn, Some(p)));
+            }
             Event::Think { id, history } => {
                 self.asked.push(history.clone());
+                self.asked_at.push(now);
                 let steps = (self.model)(history);
                 let mut t = now + self.token_delay;
                 for step in steps {
@@ -327,7 +358,7 @@ impl VoiceSim {
             Event::Cancel(id) => {
                 self.tasks.retain(|_, task| match task {
                     Task::Reply(i, _) | Task::Audio(i, _) | Task::Done(i) => i != id,
-                    Task::Transcript(..) => true,
+                    Task::Transcript(..) | Task::TurnCheck(..) => true,
                 });
             }
             _ => {}
