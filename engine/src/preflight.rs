@@ -49,6 +49,7 @@ pub fn files(config: &Config) -> Vec<Problem> {
         .iter()
         .any(|a| matches!(a.ears(), Some((VadKind::Silero, _))));
     let piper = agents.iter().any(|a| a.speaks()) && matches!(s.tts, TtsConfig::Piper { .. });
+    let smart = agents.iter().any(|a| a.smart_turn().is_some());
     if (listens || piper) && !s.models_dir.is_dir() {
         out.push(problem(
             "speech.models_dir",
@@ -63,8 +64,11 @@ pub fn files(config: &Config) -> Vec<Problem> {
             out.push(problem(key, format!("{} does not exist", path.display())));
         }
     };
-    if silero || piper {
+    if silero || piper || smart {
         need("speech.onnxruntime", &s.onnxruntime);
+    }
+    if smart {
+        need("speech.models_dir", &s.turn_model());
     }
     if silero {
         need("speech.models_dir", &s.silero_model());

@@ -211,6 +211,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         vad: speech.and_then(|s| s.vad_threads(spec)),
         transcriber: speech.and_then(|s| s.transcriber_for(spec)),
         mouth: speech.and_then(|s| s.mouth(spec)),
+        turn: speech.and_then(|s| s.turn_check(spec)),
         brain: agent.brain.clone(),
         recording,
         place: Some(driver::Place::new(slot)),

@@ -104,6 +104,15 @@ impl AgentSpec {
             _ => None,
         }
     }
+
+    /// How a listening agent's pauses are judged, when by model and words
+    /// (`turn = "smart"`); `None`: by silence only.
+    pub fn smart_turn(&self) -> Option<media_core::SmartTurn> {
+        match self {
+            AgentSpec::Voice(v) => v.turn,
+            _ => None,
+        }
+    }
 }
 
 /// The validated agents: text-chat agents, and every agent's spec, by name.

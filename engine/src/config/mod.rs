@@ -40,7 +40,7 @@ use raw::{RawAgent, RawConfig, RawListener, host_name};
 pub use sip::{AllowList, SipConfig};
 pub use speech::{SpeechConfig, SttConfig, TtsConfig, VadKind};
 pub use stasis::{StasisConfig, StasisMedia};
-pub use voice::{VoiceAgent, voice_endpointing};
+pub use voice::{VoiceAgent, smart_endpointing, voice_endpointing};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,11 @@ impl SpeechConfig {
     pub fn silero_model(&self) -> PathBuf {
         self.models_dir.join("silero/silero_vad.onnx")
     }
+
+    /// The Smart Turn end-of-turn model file.
+    pub fn turn_model(&self) -> PathBuf {
+        self.models_dir.join("smart-turn/smart-turn-v3.2-cpu.onnx")
+    }
 }
 
 /// Which speech-to-text engine.

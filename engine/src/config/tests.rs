@@ -243,6 +243,37 @@ fn a_chat_agent_on_a_listener_is_a_voice_agent() {
 }
 
 #[test]
+fn smart_turns_judge_the_short_pause_and_wait_longer_for_a_misjudged_one() {
+    let c = Config::parse(&format!("{VOICE}[agent.desk.voice]\nturn='smart'\n")).unwrap();
+    let agent = &c.listeners[0].agent;
+    let AgentSpec::Voice(v) = agent else {
+        panic!("not a voice agent");
+    };
+    assert_eq!(
+        agent.smart_turn(),
+        Some(media_core::SmartTurn { threshold: 0.5 })
+    );
+    assert_eq!(v.endpoint.preview, Some(Duration::from_millis(200)));
+    assert_eq!(v.endpoint.hangover, Duration::from_millis(2_000));
+    let c = Config::parse(&format!(
+        "{VOICE}[agent.desk.voice]\nturn='smart'\nturn_threshold=0.7\npreview_ms=150\nhangover_ms=1500\n"
+    ))
+    .unwrap();
+    let agent = &c.listeners[0].agent;
+    let AgentSpec::Voice(v) = agent else {
+        panic!("not a voice agent");
+    };
+    assert_eq!(agent.smart_turn().map(|t| t.threshold), Some(0.7));
+    assert_eq!(v.endpoint.preview, Some(Duration::from_millis(150)));
+    assert_eq!(v.endpoint.hangover, Duration::from_millis(1_500));
+    // Silence only, as before, unless asked.
+    let c = Config::parse(VOICE).unwrap();
+    assert_eq!(c.listeners[0].agent.smart_turn(), None);
+    let c = Config::parse(&format!("{VOICE}[agent.desk.voice]\nturn='silence'\n")).unwrap();
+    assert_eq!(c.listeners[0].agent.smart_turn(), None);
+}
+
+#[test]
 fn a_voice_agent_may_have_its_own_whisper_and_voice() {
     let c = Config::parse(&format!(
         "{VOICE}[agent.desk.voice]\nstt_model='base'\nlanguage='de'\ntts_voice='voices/other.onnx'\n"
@@ -290,6 +321,17 @@ fn bad_voice_settings_name_the_key() {
         ("max_call_secs=1", "agent.desk.voice.max_call_secs"),
         ("length_scale=9.0", "agent.desk.voice.length_scale"),
         ("vad='webrtc'", "agent.desk.voice.vad"),
+        ("turn='model'", "agent.desk.voice.turn"),
+        ("turn_threshold=0.7", "agent.desk.voice.turn_threshold"),
+        (
+            "turn='smart'\nturn_threshold=1.5",
+            "agent.desk.voice.turn_threshold",
+        ),
+        ("turn='smart'\npreview_ms=0", "agent.desk.voice.preview_ms"),
+        (
+            "turn='smart'\nhangover_ms=300\npreview_ms=400",
+            "agent.desk.voice.preview_ms",
+        ),
         ("stt_model='large'", "agent.desk.voice.stt_model"),
         ("language='de'", "agent.desk.voice.language"),
         ("language='german'", "agent.desk.voice.language"),

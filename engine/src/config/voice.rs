@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use std::path::{Path, PathBuf};
 
-use media_core::{ConversationConfig, Digit, EndpointConfig, Handoff};
+use media_core::{ConversationConfig, Digit, EndpointConfig, Handoff, SmartTurn};
 use serde::Deserialize;
 
 use super::{ChatAgent, ConfigError, SpeechConfig, SttConfig, TtsConfig, VadKind, invalid};
@@ -28,6 +28,9 @@ pub struct VoiceAgent {
     pub vad: VadKind,
     /// Turn detection settings.
     pub endpoint: EndpointConfig,
+    /// Pauses judged by the end-of-turn model and the preview's words
+    /// (`turn = "smart"`); `None`: a turn ends on `hangover_ms` of silence.
+    pub turn: Option<SmartTurn>,
     /// Speaking rate (Piper's length scale), if not the voice's own.
     pub length_scale: Option<f32>,
     /// Its own Piper voice, if not `[tts].voice`.
@@ -93,6 +96,10 @@ pub(super) struct RawVoice {
     stt_model: Option<String>,
     /// Default: `[stt].language`.
     language: Option<String>,
+    /// "silence" (default) or "smart": how a pause becomes a turn end.
+    turn: Option<String>,
+    /// Default 0.5: the end-of-turn model's probability that ends a turn.
+    turn_threshold: Option<f32>,
     /// Endpointing, as for `kind = "transcribe"` agents. The keys are
     /// listed again rather than flattened from `RawEndpoint`: serde's
     /// `deny_unknown_fields` does not work through `flatten`, and a typo
@@ -170,6 +177,18 @@ pub(super) fn endpoint(
         ));
     }
     Ok((vad, endpoint))
+}
+
+/// Endpointing defaults for `turn = "smart"`: the pause is judged at the
+/// preview (200 ms), and when model and words do not agree the caller is
+/// done, the turn waits up to 2 s of silence: long enough for a caller
+/// who stops to think mid-sentence, short enough that a caller the
+/// signals misjudge is still answered.
+pub fn smart_endpointing() -> EndpointConfig {
+    EndpointConfig {
+        hangover: Duration::from_millis(2_000),
+        ..voice_endpointing()
+    }
 }
 
 /// Endpointing defaults for a conversation: a shorter hangover than for
@@ -348,6 +367,34 @@ pub(super) fn voice_agent(
             .unwrap_or(d.history_chars)
             .clamp(200, 1_000_000),
     };
+    let smart = match raw.turn.as_deref() {
+        None | Some("silence") => false,
+        Some("smart") => true,
+        Some(other) => {
+            return Err(invalid(
+                format!("{key}.turn"),
+                format!("{other:?} is not a way to end turns: use \"silence\" or \"smart\""),
+            ));
+        }
+    };
+    let turn = match (smart, raw.turn_threshold) {
+        (false, Some(_)) => {
+            return Err(invalid(
+                format!("{key}.turn_threshold"),
+                "is set but turn is not \"smart\": only the end-of-turn model uses it",
+            ));
+        }
+        (false, None) => None,
+        (true, Some(t)) if !(0.01..=0.99).contains(&t) => {
+            return Err(invalid(
+                format!("{key}.turn_threshold"),
+                format!("{t} is not a probability between 0.01 and 0.99"),
+            ));
+        }
+        (true, t) => Some(SmartTurn {
+            threshold: t.unwrap_or(SmartTurn::default().threshold),
+        }),
+    };
     let (vad, endpoint) = endpoint(
         &key,
         &RawEndpoint {
@@ -360,8 +407,18 @@ pub(super) fn voice_agent(
             silence_threshold: raw.silence_threshold,
             preview_ms: raw.preview_ms,
         },
-        voice_endpointing(),
+        if smart {
+            smart_endpointing()
+        } else {
+            voice_endpointing()
+        },
     )?;
+    if smart && endpoint.preview.is_none() {
+        return Err(invalid(
+            format!("{key}.preview_ms"),
+            "is 0 but turn = \"smart\" judges the pause at the preview: set the short pause (about 200 ms)",
+        ));
+    }
     let tts_voice = match (&raw.tts_voice, &speech.tts) {
         (None, _) => None,
         (Some(v), TtsConfig::Piper { voice, .. }) => {
@@ -399,6 +456,7 @@ pub(super) fn voice_agent(
         conversation,
         vad,
         endpoint,
+        turn,
         length_scale: raw.length_scale,
         tts_voice,
         stt,

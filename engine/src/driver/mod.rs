@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use media_core::audiosocket::Decoder;
 use media_core::{
-    Agent, CallConfig, CallId, Ears, EndReason, Event, Outcome, Record, Session, Speaker, Time,
-    Transcribed, Turn, TurnId, TurnInfo,
+    Agent, CallConfig, CallId, Ears, EndReason, Event, Outcome, Record, SampleRate, Session,
+    Speaker, Time, Transcribed, Turn, TurnId, TurnInfo,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{oneshot, watch};
@@ -39,6 +39,7 @@ use crate::recording::{CallRecording, RecordingSetup};
 use crate::speaking::{Brain, Voice};
 use crate::speech::Mouth;
 use crate::speech::stt::{SttError, SttRequest, Transcriber, Transcript};
+use crate::speech::turn::{TurnCheck, TurnModel};
 use crate::speech::vad::{Listening, Scored, VadThreads};
 
 /// After the call ends, how long its last turns may take to transcribe.
@@ -57,6 +58,8 @@ pub(crate) struct CallSetup {
     pub(crate) transcriber: Option<Arc<dyn Transcriber>>,
     /// How the agent speaks, for speaking agents.
     pub(crate) mouth: Option<Mouth>,
+    /// How pauses are judged, for agents with `turn = "smart"`.
+    pub(crate) turn: Option<TurnCheck>,
     /// How the agent thinks, for conversations.
     pub(crate) brain: Option<Arc<Brain>>,
     /// Where the call's records go, if a store is configured.
@@ -118,6 +121,12 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     if let Some(ears) = setup.ears {
         session = session.with_ears(ears);
     }
+    if let Some(t) = &setup.turn {
+        session = session.with_smart_turn(t.config);
+    }
+    let turn_model = setup.turn.map(|t| t.model);
+    // The end-of-turn model's answers (one per pause; a few in flight).
+    let (checked_tx, mut checked) = tokio::sync::mpsc::channel::<(TurnId, Option<f32>)>(8);
     let transcriber = setup.transcriber;
     let mut listening = setup.vad.map(Listening::new);
     let (mut voice, mut replies) = Voice::new(setup.mouth, setup.brain);
@@ -158,6 +167,21 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     Event::Speak { id, text } => voice.speak(&mut session, now, id, &text),
                     Event::Think { id, history } => voice.think(&mut session, now, id, history),
                     Event::Cancel(id) => voice.cancel(id),
+                    Event::CheckTurn {
+                        turn,
+                        samples,
+                        rate,
+                    } => match &turn_model {
+                        Some(model) => check_turn(model, turn, rate, samples, &checked_tx),
+                        None => session.handle_turn_check(now, turn, None),
+                    },
+                    Event::PauseJudged(v) => info!(
+                        turn = %v.turn,
+                        probability = v.probability.map(|p| (p * 1_000.0).round() / 1_000.0),
+                        words_complete = v.words_complete,
+                        complete = v.complete,
+                        "pause judged"
+                    ),
                     Event::Record(r) => {
                         log_record(&r);
                         if let Record::Outcome(Outcome::Transferred { target, .. }) = &r {
@@ -233,6 +257,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
             }
             Some((id, news)) = replies.recv() => session.handle_reply(clock(), id, news),
+            Some((turn, p)) = checked.recv() => session.handle_turn_check(clock(), turn, p),
         }
     }
     // The call is over; its last turns are still worth their text, but
@@ -476,6 +501,33 @@ fn log_record(record: &Record) {
         }
         Record::Outcome(o) => info!(outcome = %o.as_str(), "conversation outcome"),
     }
+}
+
+/// Runs the end-of-turn model on a paused turn, off this task (the model
+/// has inference threads of its own); the answer comes back on `tx`.
+fn check_turn(
+    model: &Arc<TurnModel>,
+    turn: TurnId,
+    rate: SampleRate,
+    samples: Vec<i16>,
+    tx: &tokio::sync::mpsc::Sender<(TurnId, Option<f32>)>,
+) {
+    let model = Arc::clone(model);
+    let tx = tx.clone();
+    tokio::spawn(
+        async move {
+            let p = match model.complete(rate, samples).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    warn!(error = %e, "end-of-turn model failed: the words decide this pause");
+                    None
+                }
+            };
+            // The call may be over: then nobody waits for the answer.
+            let _ = tx.send((turn, p)).await;
+        }
+        .instrument(tracing::Span::current()),
+    );
 }
 
 async fn sleep_or_forever(deadline: Option<Instant>) {

@@ -139,6 +139,7 @@ fn setup(stt: Arc<ThreadStt>) -> CallSetup {
         brain: Some(brain()),
         recording: None,
         place: None,
+        turn: None,
     }
 }
 

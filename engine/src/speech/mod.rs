@@ -35,6 +35,7 @@ use media_core::{Ears, Endpointer, EnergyVad, EnergyVadConfig, SampleRate};
 use crate::config::{AgentSpec, Config, SttConfig, TtsConfig, VadKind};
 use stt::{HttpTranscriber, Transcriber, WhisperConfig, WhisperTranscriber};
 use tts::{HttpSynthesizer, PiperSynthesizer, PiperVoice, PromptCache, Synthesizer, TtsError};
+use turn::{TurnCheck, TurnModel};
 use vad::{VadThreads, silero_shape};
 
 /// Why the speech resources could not be loaded.
@@ -66,6 +67,10 @@ pub struct Mouth {
     pub max_wait: Duration,
 }
 
+/// Threads of the end-of-turn model, all calls together: a check takes
+/// about 28 ms of one core and comes once per pause, not per frame.
+const TURN_THREADS: usize = 1;
+
 /// Rates prompts are cached at: what `AudioSocket()`/`c(slin)` and
 /// `c(slin16)` send.
 const PROMPT_RATES: [SampleRate; 2] = [SampleRate::HZ_8000, SampleRate::HZ_16000];
@@ -75,6 +80,9 @@ const PROMPT_RATES: [SampleRate; 2] = [SampleRate::HZ_8000, SampleRate::HZ_16000
 pub struct Speech {
     /// Silero on its inference threads, when some agent uses it.
     silero: Option<Arc<VadThreads>>,
+    /// The end-of-turn model on its threads, when some agent judges
+    /// pauses with it (`turn = "smart"`).
+    turn: Option<Arc<TurnModel>>,
     transcriber: Option<Arc<dyn Transcriber>>,
     /// Transcribers of voice agents with their own model or language, by
     /// agent name (agents with the same settings share one).
@@ -117,6 +125,15 @@ impl Speech {
                 &s.silero_model(),
                 s.vad_sessions,
             )?)
+        } else {
+            None
+        };
+        let turn = if agents.iter().any(|a| a.smart_turn().is_some()) {
+            Some(Arc::new(TurnModel::load(
+                &s.onnxruntime,
+                &s.turn_model(),
+                TURN_THREADS,
+            )?))
         } else {
             None
         };
@@ -183,6 +200,7 @@ impl Speech {
         }
         let mut speech = Speech {
             silero,
+            turn,
             transcriber,
             agent_transcribers,
             piper,
@@ -252,6 +270,7 @@ impl Speech {
             agent_stt = speech.agent_transcribers.len(),
             agent_voices = speech.agent_voices.len(),
             silero = speech.silero.is_some(),
+            turn_model = speech.turn.is_some(),
             prompts,
             "speech loaded"
         );
@@ -322,6 +341,15 @@ impl Speech {
                 )
             }))),
         }
+    }
+
+    /// How a call of `agent` judges its pauses, if with the end-of-turn
+    /// model (`turn = "smart"`).
+    pub fn turn_check(&self, agent: &AgentSpec) -> Option<TurnCheck> {
+        Some(TurnCheck {
+            config: agent.smart_turn()?,
+            model: Arc::clone(self.turn.as_ref()?),
+        })
     }
 
     /// The VAD threads a call of `agent` scores its windows on, if it

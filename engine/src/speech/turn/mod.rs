@@ -40,6 +40,16 @@ pub enum TurnModelError {
     Gone,
 }
 
+/// What a call judges its pauses with: the shared model and the agent's
+/// settings.
+#[derive(Debug, Clone)]
+pub struct TurnCheck {
+    /// The agent's `turn = "smart"` settings.
+    pub config: media_core::SmartTurn,
+    /// The model, shared by all calls.
+    pub model: std::sync::Arc<TurnModel>,
+}
+
 /// The loaded Smart Turn model, shared by all calls.
 #[derive(Debug)]
 pub struct TurnModel {
