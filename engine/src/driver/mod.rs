@@ -177,7 +177,7 @@ pub(crate) async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     },
                     Event::PauseJudged(v) => info!(
                         turn = %v.turn,
-                        probability = v.probability.map(|p| (p * 1_000.0).round() / 1_000.0),
+                        probability = %v.probability.map_or_else(|| "failed".into(), |p| format!("{p:.3}")),
                         words_complete = v.words_complete,
                         complete = v.complete,
                         "pause judged"
