@@ -205,7 +205,7 @@ impl CallRecording {
                 );
                 self.outcome = Some(o.clone());
             }
-            Record::BargeIn { .. } | Record::ReplyFailed(_) => {}
+            Record::BargeIn { .. } | Record::Overlap { .. } | Record::ReplyFailed(_) => {}
         }
     }
 

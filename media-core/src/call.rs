@@ -463,6 +463,13 @@ impl Call {
             }
             self.agent.handle_audio(now, frame, &mut self.playout);
             self.drain_endpointer();
+            // Windows scored elsewhere are heard when their scores come.
+            if let Some(e) = self.endpointer.as_ref()
+                && !e.awaiting_scores()
+            {
+                let voiced = e.window_voiced();
+                self.agent.handle_hearing(now, voiced, &mut self.playout);
+            }
             if let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice) {
                 self.agent.handle_voice(now, voice, &mut self.playout);
             }
@@ -485,7 +492,11 @@ impl Call {
             return;
         };
         e.handle_score(p);
+        let voiced = e.window_voiced();
         self.drain_endpointer();
+        if self.state == State::Active {
+            self.agent.handle_hearing(now, voiced, &mut self.playout);
+        }
         if self.state == State::Active
             && let Some(voice) = self.endpointer.as_ref().and_then(Endpointer::voice)
         {

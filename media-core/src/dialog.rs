@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::conversation::OverlapKind;
 use crate::frame::Time;
 
 /// One thing the agent says: a fixed phrase or one streamed model reply.
@@ -170,8 +171,20 @@ pub enum Record {
     BargeIn {
         /// Caller's speech onset.
         onset: Time,
+        /// When the agent's audio was ducked, if it was before it stopped.
+        ducked_at: Option<Time>,
         /// When the agent stopped.
         at: Time,
+    },
+    /// The caller's voice ducked the agent, and it was not an interruption:
+    /// the level came back and the agent went on.
+    Overlap {
+        /// When the agent's audio was ducked (the first voiced window).
+        ducked_at: Time,
+        /// When its level came back.
+        restored_at: Time,
+        /// What it was.
+        kind: OverlapKind,
     },
     /// The model asked to record a lead; its arguments as JSON text.
     Lead(String),

@@ -41,7 +41,7 @@ mod vad;
 
 pub use agent::{Agent, AgentAction, Digit, Echo, Say, Transcribe};
 pub use call::{CallConfig, CallId, CallStats, Ears, EndReason, Event, MAX_TRANSMIT, Transmit};
-pub use conversation::{Conversation, ConversationConfig, Handoff};
+pub use conversation::{Conversation, ConversationConfig, Handoff, OverlapKind};
 pub use dialog::{
     ChatLine, Heard, Outcome, Record, ReplyInput, Segment, Speaker, TurnLatency, UtteranceId,
 };

@@ -94,6 +94,9 @@ pub struct Playout {
     /// Audio was released and the producer has not said it is done: a dry
     /// slot is an underrun, not the end of an utterance.
     playing: bool,
+    /// Applied to every sample as it leaves (1.0: as queued). Ducking
+    /// while the caller may be cutting in.
+    gain: f32,
     stats: PlayoutStats,
 }
 
@@ -114,8 +117,24 @@ impl Playout {
             released: 0,
             keepalive: false,
             playing: false,
+            gain: 1.0,
             stats: PlayoutStats::default(),
         }
+    }
+
+    /// Scales the audio from the next frame on (1.0: as queued; frames
+    /// already released keep their level).
+    pub fn set_gain(&mut self, gain: f32) {
+        self.gain = if gain.is_finite() {
+            gain.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+    }
+
+    /// The gain applied to outgoing audio.
+    pub fn gain(&self) -> f32 {
+        self.gain
     }
 
     /// From `now` on, every slot gets a frame: audio when queued, else
@@ -285,8 +304,15 @@ impl Playout {
             return None;
         };
         let n = n.min(out.len());
-        for (o, s) in out.iter_mut().zip(self.queue.drain(..n)) {
-            *o = s;
+        if self.gain < 1.0 {
+            let g = self.gain;
+            for (o, s) in out.iter_mut().zip(self.queue.drain(..n)) {
+                *o = (f32::from(s) * g) as i16;
+            }
+        } else {
+            for (o, s) in out.iter_mut().zip(self.queue.drain(..n)) {
+                *o = s;
+            }
         }
         grid.sent += 1;
         self.released += n as u64;

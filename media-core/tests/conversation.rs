@@ -141,7 +141,7 @@ fn barge_in_stops_playout_within_a_frame_at_any_point() {
             .records()
             .into_iter()
             .find_map(|r| match r {
-                Record::BargeIn { onset, at } => Some((onset, at)),
+                Record::BargeIn { onset, at, .. } => Some((onset, at)),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("barge-in at +{offset} ms was not detected"));

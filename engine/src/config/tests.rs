@@ -226,6 +226,7 @@ fn a_chat_agent_on_a_listener_is_a_voice_agent() {
     );
     assert_eq!(conv.transfer_digit.map(|d| d.as_char()), Some('*'));
     assert_eq!(conv.barge_in_min, Duration::from_millis(120));
+    assert_eq!(conv.duck_db, Some(12.0), "ducking is on by default");
     assert_eq!(conv.backchannels, vec!["uh-huh".to_string()]);
     assert_eq!(v.endpoint.hangover, Duration::from_millis(500));
     // The voice defaults: a shorter hangover, STT on a preview.
@@ -322,6 +323,8 @@ fn bad_voice_settings_name_the_key() {
         ("length_scale=9.0", "agent.desk.voice.length_scale"),
         ("vad='webrtc'", "agent.desk.voice.vad"),
         ("turn='model'", "agent.desk.voice.turn"),
+        ("barge_in_duck_db=90", "agent.desk.voice.barge_in_duck_db"),
+        ("barge_in_duck_db=-3", "agent.desk.voice.barge_in_duck_db"),
         ("turn_threshold=0.7", "agent.desk.voice.turn_threshold"),
         (
             "turn='smart'\nturn_threshold=1.5",

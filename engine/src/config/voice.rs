@@ -65,6 +65,8 @@ pub(super) struct RawVoice {
     barge_in: Option<bool>,
     /// Default 300 ms of voiced caller audio.
     barge_in_min_ms: Option<u64>,
+    /// Default 12 dB; 0: no ducking.
+    barge_in_duck_db: Option<f32>,
     /// Default: uh-huh, mm-hmm, yeah, ok, right, ... (see ConversationConfig).
     backchannels: Option<Vec<String>>,
     /// Default 8,000 ms.
@@ -325,6 +327,17 @@ pub(super) fn voice_agent(
             5_000,
             d.barge_in_min,
         )?,
+        duck_db: match raw.barge_in_duck_db {
+            None => d.duck_db,
+            Some(0.0) => None,
+            Some(db) if (1.0..=60.0).contains(&db) => Some(db),
+            Some(db) => {
+                return Err(invalid(
+                    format!("{key}.barge_in_duck_db"),
+                    format!("{db} is out of range: use 1 to 60 dB, or 0 for no ducking"),
+                ));
+            }
+        },
         backchannels: raw
             .backchannels
             .as_ref()

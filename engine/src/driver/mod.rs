@@ -485,10 +485,25 @@ fn log_record(record: &Record) {
             playout_ms = span(l.first_audio_at, l.first_frame_at),
             "turn latency"
         ),
-        Record::BargeIn { onset, at } => info!(
+        Record::BargeIn {
+            onset,
+            ducked_at,
+            at,
+        } => info!(
             onset_ms = ms(*onset),
+            ducked_ms = ducked_at.map(|d| span(*onset, d)),
             reaction_ms = span(*onset, *at),
             "barge-in"
+        ),
+        Record::Overlap {
+            ducked_at,
+            restored_at,
+            kind,
+        } => info!(
+            at_ms = ms(*ducked_at),
+            ducked_for_ms = span(*ducked_at, *restored_at),
+            kind = kind.as_str(),
+            "caller overlapped the agent; it went on"
         ),
         // A lead is names and numbers: its content only at debug level.
         Record::Lead(args) => {

@@ -118,6 +118,13 @@ pub trait Agent: Send + fmt::Debug {
         let _ = (now, voice, playout);
     }
 
+    /// The endpointer scored the caller's audio: `voiced` when its latest
+    /// window is speech (at its `speech_threshold`), whether or not a
+    /// turn has started. For reacting within a window (ducking).
+    fn handle_hearing(&mut self, now: Time, voiced: bool, playout: &mut Playout) {
+        let _ = (now, voiced, playout);
+    }
+
     /// The caller's turn is over; its audio goes to STT.
     fn handle_turn(&mut self, now: Time, turn: &Turn) {
         let _ = (now, turn);

@@ -31,6 +31,7 @@
 //!   already did, then hangs up. Final phrases cannot be interrupted.
 
 mod history;
+mod overlap;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -43,6 +44,8 @@ use crate::endpointing::{Turn, Voice};
 use crate::frame::{Frame, Time};
 use crate::playout::Playout;
 use history::History;
+use overlap::Overlap;
+pub use overlap::OverlapKind;
 
 /// Where a hand-off goes and what the caller hears first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +68,11 @@ pub struct ConversationConfig {
     pub barge_in: bool,
     /// Voiced caller audio needed to cut the agent off.
     pub barge_in_min: Duration,
+    /// How much the agent's audio is lowered, in dB, from the caller's
+    /// first voiced window until it is clear whether they are cutting in
+    /// (`None` or 0: no ducking; the agent plays on at full level until
+    /// it stops).
+    pub duck_db: Option<f32>,
     /// Short acknowledgements that never cut the agent off (lower case).
     pub backchannels: Vec<String>,
     /// Quiet time before a re-prompt.
@@ -104,6 +112,9 @@ impl Default for ConversationConfig {
             // Longer than a cough or a click (100-200 ms), shorter than a
             // word or two ("wait", "no, stop").
             barge_in_min: Duration::from_millis(300),
+            // Clearly lower (a quarter of the amplitude) while staying
+            // intelligible, so a caller who only coughed missed nothing.
+            duck_db: Some(12.0),
             backchannels: [
                 "uh-huh", "uh huh", "mm-hmm", "mhm", "mm", "hmm", "yeah", "yes", "ok", "okay",
                 "right", "sure",
@@ -203,6 +214,8 @@ pub struct Conversation {
     caller_speaking: bool,
     /// Onset of the turn that last barged in (one barge-in per turn).
     barged_onset: Option<Time>,
+    /// The agent's audio ducked under the caller's voice.
+    overlap: Overlap,
     /// A reply was cut off: if no words follow, ask the model again.
     resume_owed: bool,
     /// The latest caller turn not yet answered.
@@ -219,6 +232,7 @@ impl Conversation {
     /// A conversation with `config`.
     pub fn new(config: ConversationConfig) -> Self {
         let history = History::new(config.history_lines, config.history_chars);
+        let overlap = Overlap::new(config.duck_db);
         Self {
             config,
             history,
@@ -231,6 +245,7 @@ impl Conversation {
             pending_turns: 0,
             caller_speaking: false,
             barged_onset: None,
+            overlap,
             resume_owed: false,
             last_turn: None,
             reprompts: 0,
@@ -351,6 +366,7 @@ impl Conversation {
     /// Cuts the agent off: flush, keep what was heard, cancel the rest.
     fn interrupt(&mut self, now: Time, playout: &mut Playout) {
         playout.flush();
+        self.overlap.end(playout);
         self.settle_pieces(now, playout.position());
         let cut: Vec<UtteranceId> = self.queue.drain(..).map(|u| u.id).collect();
         for id in cut {
@@ -438,6 +454,40 @@ impl Conversation {
             && !self.ending
             && self.digits.is_empty();
         quiet.then(|| self.quiet_since + self.config.silence_timeout)
+    }
+
+    /// The agent's audio is (or is about to be) heard.
+    fn audible(&self, playout: &Playout) -> bool {
+        !playout.queued().is_zero() || !self.pieces.is_empty()
+    }
+
+    /// Brings the agent's level back after a duck that was no
+    /// interruption, and records what it was.
+    fn restore(&mut self, now: Time, kind: OverlapKind, playout: &mut Playout) {
+        if let Some(d) = self.overlap.end(playout) {
+            self.record(Record::Overlap {
+                ducked_at: d.at,
+                restored_at: now,
+                kind,
+            });
+        }
+    }
+
+    /// A duck whose utterances have all played out is over: the next
+    /// utterance starts at full level.
+    fn tidy_duck(&mut self, playout: &mut Playout) {
+        if self.queue.is_empty() {
+            self.overlap.end(playout);
+        }
+    }
+
+    /// When a duck with a quiet caller (no turn, nothing being
+    /// transcribed) is undone: a cough or a click.
+    fn restore_deadline(&self) -> Option<Time> {
+        if self.caller_speaking || self.pending_turns > 0 {
+            return None;
+        }
+        self.overlap.quiet_deadline()
     }
 
     fn is_backchannel(&self, text: &str) -> bool {
@@ -538,6 +588,17 @@ impl Agent for Conversation {
         self.check_finished(now);
     }
 
+    fn handle_hearing(&mut self, now: Time, voiced: bool, playout: &mut Playout) {
+        self.tidy_duck(playout);
+        if voiced {
+            if self.config.barge_in && self.can_interrupt() && self.audible(playout) {
+                self.overlap.voiced(now, playout);
+            }
+        } else if self.restore_deadline().is_some_and(|t| now >= t) {
+            self.restore(now, OverlapKind::Noise, playout);
+        }
+    }
+
     fn handle_voice(&mut self, now: Time, voice: Voice, playout: &mut Playout) {
         self.caller_speaking = true;
         if self.config.barge_in
@@ -546,11 +607,13 @@ impl Agent for Conversation {
             && self.barged_onset != Some(voice.onset)
         {
             self.barged_onset = Some(voice.onset);
-            let audible = !playout.queued().is_zero() || !self.pieces.is_empty();
+            let audible = self.audible(playout);
+            let ducked_at = self.overlap.ducked().map(|d| d.at);
             self.interrupt(now, playout);
             if audible {
                 self.record(Record::BargeIn {
                     onset: voice.onset,
+                    ducked_at,
                     at: now,
                 });
             }
@@ -564,8 +627,13 @@ impl Agent for Conversation {
 
     fn handle_transcript(&mut self, now: Time, heard: Heard, playout: &mut Playout) {
         self.pending_turns = self.pending_turns.saturating_sub(1);
+        self.tidy_duck(playout);
         let text = heard.text.trim();
         if text.is_empty() {
+            // The voice that ducked the agent had no words.
+            if !self.caller_speaking && self.pending_turns == 0 {
+                self.restore(now, OverlapKind::Noise, playout);
+            }
             if self.queue.is_empty() {
                 self.quiet_since = now;
             }
@@ -576,7 +644,11 @@ impl Agent for Conversation {
             self.record(Record::Said(segment));
         }
         if !self.queue.is_empty() && self.is_backchannel(text) {
-            // "Uh-huh" while the agent talks: heard, not a turn.
+            // "Uh-huh" while the agent talks: heard, not a turn; the agent
+            // goes on at its full level.
+            if !self.caller_speaking && self.pending_turns == 0 {
+                self.restore(now, OverlapKind::Backchannel, playout);
+            }
             return;
         }
         self.reprompts = 0;
@@ -668,6 +740,10 @@ impl Agent for Conversation {
     }
 
     fn handle_timeout(&mut self, now: Time, playout: &mut Playout) {
+        self.tidy_duck(playout);
+        if self.restore_deadline().is_some_and(|t| now >= t) {
+            self.restore(now, OverlapKind::Noise, playout);
+        }
         if self.digits_deadline.is_some_and(|t| now >= t) {
             self.flush_digits(now);
         }
@@ -707,10 +783,15 @@ impl Agent for Conversation {
             .max_call
             .filter(|_| !self.time_up_done && !self.ending)
             .map(|m| self.started_at + m);
-        [self.digits_deadline, max_call, self.silence_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.digits_deadline,
+            max_call,
+            self.silence_deadline(),
+            self.restore_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn poll_action(&mut self) -> Option<AgentAction> {

@@ -358,6 +358,11 @@ impl Endpointer {
         }
     }
 
+    /// True when the last window scored is speech (`speech_threshold`).
+    pub fn window_voiced(&self) -> bool {
+        self.last_probability >= self.config.speech_threshold
+    }
+
     /// The last window's speech probability.
     pub fn last_probability(&self) -> f32 {
         self.last_probability
