@@ -8,8 +8,11 @@
 //!    transcription defaults (700 ms hangover, no preview) as the baseline.
 //!    The daemon's per-turn breakdown (endpointing wait, STT, first token,
 //!    first audio, playout) comes from its `turn latency` log lines.
+//!    And with `turn = "smart"` (the end-of-turn model and the preview's
+//!    words judge each pause), against the voice defaults.
 //! 2. Barge-in reaction (caller's onset -> the interrupted reply's last
-//!    frame received), with the default 300 ms minimum and with 32 ms.
+//!    frame received), with the default 300 ms minimum and with 32 ms;
+//!    and when the agent was ducked (hark's `barge-in` log line).
 //! 3. Concurrent conversations: frame pacing and voice-to-voice as calls
 //!    are added.
 //!
@@ -271,6 +274,20 @@ fn barge_in(rt: &tokio::runtime::Runtime, label: &str, voice: &str) -> Percentil
     eprintln!();
     let p = Percentiles::from_durations(reactions);
     println!("{label}: barge-in reaction (onset -> last frame) {p}");
+    // The duck, from hark's own log: its onset (the endpointer's) to the
+    // ducked frame, and what the calls that were not cut off turned into.
+    std::thread::sleep(Duration::from_millis(200));
+    let ducked: Vec<Duration> = daemon
+        .take("barge-in", &["ducked_ms"])
+        .into_iter()
+        .map(|v| Duration::from_millis(v[0]))
+        .collect();
+    if !ducked.is_empty() {
+        println!(
+            "{label}: ducked (hark's log: onset -> duck) {}",
+            Percentiles::from_durations(ducked)
+        );
+    }
     p
 }
 
@@ -329,6 +346,11 @@ fn main() {
     if runs("latency") {
         println!("== voice-to-voice (60 turns each; local Whisper tiny.en, Piper, scripted agent)");
         let fast = latency(&rt, "voice defaults (hangover 400 ms, preview 200 ms)", "");
+        let smart = latency(
+            &rt,
+            "smart turn-taking (turn = \"smart\": preview 200 ms, hangover 2 s)",
+            "turn = \"smart\"",
+        );
         let base = latency(
             &rt,
             "baseline: transcription defaults (hangover 700 ms, no preview)",
@@ -338,6 +360,11 @@ fn main() {
             "  ratio voice/baseline: p50 {:.2}, p95 {:.2}",
             fast.p50.as_secs_f64() / base.p50.as_secs_f64(),
             fast.p95.as_secs_f64() / base.p95.as_secs_f64()
+        );
+        println!(
+            "  ratio smart/voice defaults: p50 {:.2}, p95 {:.2}",
+            smart.p50.as_secs_f64() / fast.p50.as_secs_f64(),
+            smart.p95.as_secs_f64() / fast.p95.as_secs_f64()
         );
     }
     if runs("barge-in") {

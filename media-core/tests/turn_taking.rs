@@ -227,3 +227,41 @@ fn a_preview_text_in_before_the_turn_ends_is_answered_when_it_ends() {
         "answered at the hangover's end: {asked:?}"
     );
 }
+
+/// A pause judged the end, then the caller goes on: the reply that had
+/// started is withdrawn before any of it is heard, and the model gets the
+/// two parts as one caller line.
+#[test]
+fn a_reply_started_on_a_pause_taken_as_the_end_is_withdrawn_unheard_when_the_caller_goes_on() {
+    let mut sim = smart();
+    // The reply's first audio would come 300 ms after the turn's text.
+    sim.token_delay = Duration::from_millis(200);
+    sim.tts_delay = Duration::from_millis(100);
+    sim.caller_says(1_000, 900, "I'd like a table.");
+    // The turn ends at about 2.25 s; the caller goes on at 2.3 s.
+    sim.caller_says(2_300, 900, "for four on Friday.");
+    sim.verdicts.extend([0.9, 0.9]);
+    sim.run(8_000);
+    let asked = caller_lines(&sim);
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[1], "I'd like a table. for four on Friday.");
+    let first_reply = sim.cancelled();
+    assert_eq!(first_reply.len(), 1, "the first reply was withdrawn");
+    // Nothing of it reached the caller: every agent frame is the second
+    // reply's (markers name the utterance).
+    let withdrawn = i32::from(first_reply[0].0 as i16);
+    assert!(
+        sim.frames
+            .iter()
+            .all(|(_, s)| i32::from(*s) / 100 != withdrawn),
+        "{:?}",
+        sim.frames.first()
+    );
+    assert!(!sim.frames.is_empty(), "the merged turn was answered");
+    assert!(
+        !sim.records()
+            .iter()
+            .any(|r| matches!(r, media_core::Record::BargeIn { .. })),
+        "nothing was heard, so nothing was barged in on"
+    );
+}

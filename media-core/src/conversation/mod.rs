@@ -603,6 +603,19 @@ impl Agent for Conversation {
         self.caller_speaking = true;
         if self.config.barge_in
             && self.can_interrupt()
+            && !self.audible(playout)
+            && self.barged_onset != Some(voice.onset)
+        {
+            // The caller goes on before a word of the agent's next line
+            // was heard (their turn was taken as over too early, or they
+            // spoke first): that line is withdrawn unheard, and their
+            // words join the turn before (the history merges them).
+            self.barged_onset = Some(voice.onset);
+            self.interrupt(now, playout);
+            return;
+        }
+        if self.config.barge_in
+            && self.can_interrupt()
             && voice.voiced >= self.config.barge_in_min
             && self.barged_onset != Some(voice.onset)
         {
