@@ -165,16 +165,29 @@ fn caller(lead: u64, prompts: &[&str], gap: u64) -> (Vec<i16>, Vec<u64>) {
     (audio, ends)
 }
 
-/// Voice-to-voice per turn: the first frame received after each turn's end.
+/// When frames with sound arrived: hark sends a frame every 20 ms from
+/// the UUID to the hangup, silence (all zeros) when the agent is quiet.
+fn voiced_arrivals(report: &DialReport) -> Vec<Duration> {
+    report
+        .arrivals
+        .iter()
+        .filter(|a| {
+            report.received[a.offset..a.offset + a.len]
+                .iter()
+                .any(|&s| s != 0)
+        })
+        .map(|a| a.at)
+        .collect()
+}
+
+/// Voice-to-voice per turn: the first frame with sound received after each
+/// turn's end.
 fn voice_to_voice(report: &DialReport, ends: &[u64]) -> Vec<Duration> {
+    let voiced = voiced_arrivals(report);
     ends.iter()
         .filter_map(|&end| {
             let end = Duration::from_millis(end);
-            report
-                .arrivals
-                .iter()
-                .find(|a| a.at > end)
-                .map(|a| a.at - end)
+            voiced.iter().find(|&&at| at > end).map(|&at| at - end)
         })
         .filter(|d| *d < Duration::from_secs(3))
         .collect()
@@ -258,11 +271,12 @@ fn barge_in(rt: &tokio::runtime::Runtime, label: &str, voice: &str) -> Percentil
         let mut opts = DialOptions::new(daemon.address, RATE, audio);
         opts.tail = Duration::from_millis(200);
         let report = rt.block_on(dial(&opts)).unwrap();
-        // The greeting's last frame: the end of the first run of frames.
+        // The greeting's last frame: the end of the first run of frames
+        // with sound.
         let mut last = None;
-        for w in report.arrivals.windows(2) {
-            if w[1].at - w[0].at > Duration::from_millis(200) {
-                last = Some(w[0].at);
+        for w in voiced_arrivals(&report).windows(2) {
+            if w[1] - w[0] > Duration::from_millis(200) {
+                last = Some(w[0]);
                 break;
             }
         }

@@ -95,3 +95,30 @@ fn serve_refuses_a_store_it_can_never_write() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("store.url"), "{err}");
 }
+
+/// `turn = "smart"` needs the end-of-turn model: without it the start is
+/// refused, naming the file; with silence-only turns it is not needed.
+#[test]
+fn smart_turns_without_the_turn_model_are_refused_with_its_file() {
+    let models = root().join("models");
+    let dir = tempfile::tempdir().unwrap();
+    // Every fetched model but Smart Turn.
+    for sub in ["onnxruntime", "silero", "whisper", "piper"] {
+        std::os::unix::fs::symlink(models.join(sub), dir.path().join(sub)).unwrap();
+    }
+    let voice = |turn: &str| {
+        format!(
+            "[speech]\nmodels_dir = \"{}\"\n\n{}providers = []\n[agent.desk.script]\ngreeting = \"Hi.\"\nclosing = \"Bye.\"\n[agent.desk.voice]\nturn = \"{turn}\"\n",
+            dir.path().display(),
+            listener("desk", "chat")
+        )
+    };
+    let (code, text) = check(&voice("silence"));
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = check(&voice("smart"));
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("speech.models_dir") && text.contains("smart-turn-v3.2-cpu.onnx"),
+        "{text}"
+    );
+}
