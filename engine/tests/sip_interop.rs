@@ -118,6 +118,8 @@ fn heard(path: &Path) -> Vec<i16> {
 
 struct Outcome {
     transcript: Vec<(String, String)>,
+    /// hark's log lines about keys and the call's end, for a failure.
+    keys_log: Vec<String>,
     heard: String,
     codec_line: String,
 }
@@ -240,8 +242,16 @@ module_app account.so\nmodule_app menu.so\ncons_listen 127.0.0.1:{cons}\nsnd_pat
         SampleRate::HZ_16000,
         samples[..samples.len().min(16_000 * 4)].to_vec(),
     );
+    daemon.pump_log();
+    let keys_log = daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("dtmf") || l.contains("call ended") || l.contains("sip media"))
+        .cloned()
+        .collect();
     Outcome {
         transcript,
+        keys_log,
         heard,
         codec_line,
     }
@@ -271,7 +281,8 @@ fn check(o: &Outcome) {
     );
     assert!(
         caller.contains(&"[keypad] 42"),
-        "the DTMF reached the agent: {caller:?}"
+        "the DTMF reached the agent: {caller:?}; hark's log: {:#?}",
+        o.keys_log
     );
     let heard = o.heard.to_lowercase();
     assert!(
