@@ -33,6 +33,7 @@ mod call;
 mod conversation;
 mod dialog;
 mod endpointing;
+mod event;
 mod frame;
 mod playout;
 mod resample;
